@@ -1,0 +1,470 @@
+"""Every setting, declared once: the table behind the command line, the ASGISUP_* variables,
+``asgisup.run()``'s keywords and docs/configuration.md.
+
+A row of SETTINGS gives a setting its name (the ``run()`` keyword and the Config attribute),
+its ``--flag``, its ``ASGISUP_*`` variable, its default, its help and its Kind: the one parser
+that turns text from the command line or the environment, or a value already typed in Python,
+into the value the server uses. Precedence, highest first:
+
+    1. explicit options (command line flags the user typed, or ``run()`` keywords)
+    2. ``ASGISUP_<NAME>`` variables
+    3. the variables other servers read, for drop-in use (WEB_CONCURRENCY, FORWARDED_ALLOW_IPS)
+    4. the default
+
+Nothing here does I/O: the environment arrives as a mapping, and sockets, imports and CPU
+counts belong to the caller (``asgisup.runner``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+from asgisup.errors import ConfigError
+
+Origin = Literal["cli", "python"]
+App = str | Callable[..., Any]
+
+# listen()'s backlog and file descriptors are C ints; larger values would only fail later, in
+# the socket layer, with an OverflowError instead of a message naming the option.
+_C_INT_MAX = 2**31 - 1
+# RFC 9110 section 5.1: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class _Rejected(Exception):
+    """A Kind refused a value; ``part`` is the piece to quote when it is not the whole value."""
+
+    def __init__(self, part: object = None) -> None:
+        super().__init__(part)
+        self.part = part
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """How one setting's values are parsed and shown.
+
+    ``convert`` takes text (from the command line or the environment) or a value already typed
+    in Python, and returns the typed value; it raises _Rejected. ``accepted`` words the values
+    it takes for errors and docs.
+    """
+
+    accepted: str
+    convert: Callable[[object], object]
+    metavar: str = "VALUE"
+    show: Callable[[object], str] = str
+    boolean: bool = False  # a --name / --no-name pair on the command line
+    repeatable: bool = False  # one value per flag on the command line: --header A:1 --header B:2
+
+
+def _text(accepted: str, metavar: str, *, empty: bool = True) -> Kind:
+    def convert(value: object) -> object:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str) and (empty or value):
+            return value
+        raise _Rejected
+
+    return Kind(accepted, convert, metavar, show=lambda value: str(value) or '""')
+
+
+def _to_int(value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.strip(), 10)
+        except ValueError:
+            raise _Rejected from None
+    # bool is an int subclass, but workers=True is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise _Rejected
+    if high is not None and value > high:
+        raise _Rejected
+    return value
+
+
+def _integer(accepted: str, low: int, high: int | None = None) -> Kind:
+    return Kind(accepted, lambda value: _to_int(value, low, high), "INT")
+
+
+def _seconds(accepted: str, *, zero: bool) -> Kind:
+    def convert(value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise _Rejected from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Rejected
+        number = float(value)
+        if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
+            raise _Rejected
+        return number
+
+    return Kind(accepted, convert, "SECONDS", show=lambda value: f"{value:g}")
+
+
+def _choice(*choices: str) -> Kind:
+    def convert(value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        raise _Rejected
+
+    return Kind("one of " + ", ".join(choices), convert, "{" + ",".join(choices) + "}")
+
+
+def _to_bool(value: object) -> object:
+    if isinstance(value, bool):
+        return value
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise _Rejected
+
+
+def _nullable(kind: Kind) -> Kind:
+    """``kind``'s values, or None: not used."""
+    return dataclasses.replace(
+        kind,
+        convert=lambda value: None if value is None else kind.convert(value),
+        show=lambda value: "none" if value is None else kind.show(value),
+    )
+
+
+def _to_workers(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    return _to_int(value, 1)
+
+
+def _to_addresses(value: object) -> object:
+    items = value.split(",") if isinstance(value, str) else _strings(value)
+    entries = tuple(item.strip() for item in items if item.strip())
+    for entry in entries:
+        if entry not in ("*", "unix:"):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise _Rejected(entry) from None
+    return entries
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, Iterable) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise _Rejected
+
+
+def _to_headers(value: object) -> object:
+    # One header per line in the environment: a value may hold ';' or ',' (Cache-Control,
+    # Content-Security-Policy), never a line break, which would split the response head.
+    if isinstance(value, str):
+        value = [line for line in value.splitlines() if line.strip()]
+    if not isinstance(value, Iterable):
+        raise _Rejected
+    return tuple(_header(item) for item in value)
+
+
+def _header(item: object) -> tuple[str, str]:
+    if isinstance(item, str):
+        name, sep, text = item.partition(":")
+    elif isinstance(item, (tuple, list)) and len(item) == 2:
+        name, sep, text = item[0], ":", item[1]
+    else:
+        raise _Rejected(item)
+    if not (sep and isinstance(name, str) and isinstance(text, str)):
+        raise _Rejected(item)
+    name, text = name.strip(), text.strip()
+    if not _TOKEN.fullmatch(name) or any(char in text for char in "\r\n\0"):
+        raise _Rejected(item)
+    try:
+        text.encode("latin-1")  # the bytes that go on the wire (RFC 9110 section 5.5)
+    except UnicodeEncodeError:
+        raise _Rejected(item) from None
+    return name, text
+
+
+def _show_headers(value: object) -> str:
+    assert isinstance(value, tuple)
+    return "; ".join(f"{name}: {text}" for name, text in value) or "none"
+
+
+def _to_app(value: object) -> object:
+    if isinstance(value, str):
+        module, sep, attr = value.strip().partition(":")
+        if sep and module and attr:
+            return value.strip()
+    elif callable(value):
+        return value
+    raise _Rejected
+
+
+_FLAG = Kind("true or false (1/0, yes/no, on/off)", _to_bool, boolean=True,
+             show=lambda value: "true" if value else "false")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One row of the table. ``flag`` overrides the derived ``--kebab-name``."""
+
+    name: str
+    kind: Kind
+    default: object
+    help: str
+    flag: str = ""
+    fallbacks: tuple[str, ...] = ()
+    positional: bool = False
+
+    @property
+    def option(self) -> str:
+        """The command line flag (``--max-inflight``); the name for the positional."""
+        if self.positional:
+            return self.name
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "ASGISUP_" + self.name.upper()
+
+    def label(self, origin: Origin) -> str:
+        return self.option if origin == "cli" else f"{self.name}="
+
+    def parse(self, value: object, origin: Origin, source: str | None = None) -> object:
+        """The typed value. Raises ConfigError naming the option (and ``source``, a variable)."""
+        try:
+            return self.kind.convert(value)
+        except _Rejected as exc:
+            got = _quote(value if exc.part is None else exc.part)
+            where = f" (from {source})" if source else ""
+            raise ConfigError(
+                f"{self.label(origin)}: expected {self.kind.accepted}, got {got}{where}"
+            ) from None
+
+
+def _quote(value: object) -> str:
+    text = repr(value).replace("\n", "\\n")  # a hostile __repr__ must not break the one line
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_ADDRESSES = Kind("IP addresses or networks separated by commas, '*' (any) or 'unix:'",
+                  _to_addresses, "LIST", show=lambda value: ",".join(_strings(value)))  # fmt: skip
+_APP_KIND = Kind("'module:attribute' (e.g. 'main:app') or an ASGI application object",
+                 _to_app, "MODULE:ATTR")  # fmt: skip
+_HEADERS = Kind("'Name: Value' (one per line in the environment)", _to_headers,
+                "'NAME: VALUE'", show=_show_headers, repeatable=True)  # fmt: skip
+
+# One row per setting, in --help order; kept in columns by hand, hence no formatter here.
+# fmt: off
+SETTINGS: tuple[Setting, ...] = (
+    Setting("app", _APP_KIND, None, "The ASGI application.", positional=True),
+    Setting("host", _text("a host name or address", "HOST", empty=False), "127.0.0.1",
+            "Bind the socket to this host."),
+    Setting("port", _integer("an integer from 0 to 65535", 0, 65535), 8000,
+            "Bind the socket to this port (0: any free port)."),
+    Setting("uds", _nullable(_text("a socket path", "PATH", empty=False)), None,
+            "Bind to this Unix domain socket instead of host and port."),
+    Setting("fd", _nullable(_integer("a file descriptor (an integer >= 0)", 0, _C_INT_MAX)), None,
+            "Serve on this inherited listening file descriptor instead of host and port."),
+    Setting("backlog", _integer("a positive integer (at most 2147483647)", 1, _C_INT_MAX), 2048,
+            "Length of the kernel's accept queue (capped by net.core.somaxconn)."),
+    Setting("workers", Kind("a positive integer or 'auto'", _to_workers, "{INT,auto}"), 1,
+            "Number of worker processes; 'auto' is one per usable CPU (affinity and cgroup "
+            "quota).", fallbacks=("WEB_CONCURRENCY",)),
+    Setting("max_inflight", _integer("an integer >= 0", 0), 0,
+            "In-flight requests per worker; at this many it stops accepting (0: no ceiling)."),
+    Setting("loop", _choice("auto", "asyncio", "uvloop"), "auto",
+            "Event loop; 'auto' is uvloop when installed."),
+    Setting("http", _choice("auto", "h11", "httptools"), "auto",
+            "HTTP/1.1 parser; 'auto' is httptools when installed."),
+    Setting("lifespan", _choice("auto", "on", "off"), "auto",
+            "ASGI lifespan events; 'auto' runs them when the app supports them."),
+    Setting("factory", _FLAG, False,
+            "Treat the application as a factory: call it with no arguments to get the app."),
+    Setting("app_dir", _text("a directory", "DIR"), ".",
+            "Look for the application's module in this directory (put first on sys.path)."),
+    Setting("timeout_keep_alive", _seconds("a number of seconds > 0", zero=False), 5.0,
+            "Close an idle keep-alive connection after this many seconds."),
+    Setting("timeout_graceful_shutdown", _seconds("a number of seconds >= 0", zero=True), 30.0,
+            "On stop, wait this long for in-flight requests before closing them (uvicorn waits "
+            "forever by default; 30 is gunicorn's graceful_timeout)."),
+    Setting("log_level", _choice("critical", "error", "warning", "info", "debug", "trace"),
+            "info", "Log level."),
+    Setting("access_log", _FLAG, True, "Log one line per request."),
+    Setting("root_path", _text("a string", "PATH"), "",
+            "The ASGI root_path, for an app mounted below a path prefix by a proxy."),
+    Setting("proxy_headers", _FLAG, True,
+            "Take the client address and scheme from X-Forwarded-For and X-Forwarded-Proto "
+            "when the peer is in --forwarded-allow-ips."),
+    Setting("forwarded_allow_ips", _ADDRESSES, ("127.0.0.1",),
+            "Proxies trusted for the proxy headers.", fallbacks=("FORWARDED_ALLOW_IPS",)),
+    Setting("server_header", _FLAG, True, "Send 'server: asgisup' unless the app sets one."),
+    Setting("date_header", _FLAG, True, "Send a 'date' header unless the app sets one."),
+    Setting("headers", _HEADERS, (), "Add this header to every response (repeatable).",
+            flag="--header"),
+)
+# fmt: on
+
+BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
+_APP = BY_NAME["app"]
+
+
+@dataclasses.dataclass(frozen=True, init=False, repr=False)
+class Config:
+    """A complete, valid configuration; immutable (derive another with :meth:`replace`).
+
+    ``Config("main:app", workers=8, max_inflight="1")`` validates every option through SETTINGS;
+    strings are parsed like the command line's. Raises ConfigError for an unknown option or a
+    value a setting does not accept.
+    """
+
+    app: App
+    host: str
+    port: int
+    uds: str | None
+    fd: int | None
+    backlog: int
+    workers: int | Literal["auto"]
+    max_inflight: int
+    loop: str
+    http: str
+    lifespan: str
+    factory: bool
+    app_dir: str
+    timeout_keep_alive: float
+    timeout_graceful_shutdown: float
+    log_level: str
+    access_log: bool
+    root_path: str
+    proxy_headers: bool
+    forwarded_allow_ips: tuple[str, ...]
+    server_header: bool
+    date_header: bool
+    headers: tuple[tuple[str, str], ...]
+
+    def __init__(self, app: object, **options: object) -> None:
+        self._assign(_resolve(app, options, {}, "python"))
+
+    @classmethod
+    def from_sources(
+        cls,
+        app: object,
+        options: Mapping[str, object],
+        environ: Mapping[str, str],
+        *,
+        origin: Origin = "python",
+    ) -> Config:
+        """The configuration from explicit ``options``, then ASGISUP_* variables in ``environ``,
+        then fallback variables, then defaults. ``app`` None means ASGISUP_APP. ``origin`` says
+        how errors name options (``--workers`` or ``workers=``).
+
+        Raises ConfigError for an unknown option, a bad value (naming the variable it came
+        from), a missing application, or options that exclude each other.
+        """
+        config = cls.__new__(cls)
+        config._assign(_resolve(app, options, environ, origin))
+        return config
+
+    def _assign(self, values: Mapping[str, object]) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)  # the frozen dataclass's own escape hatch
+
+    def options(self) -> dict[str, object]:
+        """Every setting except ``app``, as ``run()`` keywords."""
+        return {setting.name: getattr(self, setting.name) for setting in SETTINGS[1:]}
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with ``changes`` applied and validated. Raises ConfigError like Config()."""
+        return Config(changes.pop("app", self.app), **{**self.options(), **changes})
+
+    def resolved_workers(self, cpus: int) -> int:
+        """The number of workers to start, given the usable CPU count for 'auto'."""
+        return self.workers if isinstance(self.workers, int) else max(1, cpus)
+
+    def bind_description(self) -> str:
+        """Where the server will listen: ``http://host:port``, ``unix:PATH`` or ``fd://N``."""
+        if self.fd is not None:
+            return f"fd://{self.fd}"
+        if self.uds is not None:
+            return f"unix:{self.uds}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        options = self.options().items()
+        changed = [f"{k}={v!r}" for k, v in options if v != BY_NAME[k].default]
+        return f"Config({', '.join([repr(self.app), *changed])})"
+
+
+def _resolve(
+    app: object, options: Mapping[str, object], environ: Mapping[str, str], origin: Origin
+) -> dict[str, object]:
+    for name in options:
+        if name == "app":
+            raise ConfigError("the application is the first argument, not an option")
+        if name not in BY_NAME:
+            raise ConfigError(_unknown(name, origin))
+    values: dict[str, object] = {}
+    sources: dict[str, str | None] = {}
+    for setting in SETTINGS:
+        given = app if setting is _APP else options.get(setting.name)
+        source = None
+        if given is None:
+            # An empty variable counts as unset: compose files and templates often render
+            # "ASGISUP_UDS=" for "not set".
+            names = (setting.env, *setting.fallbacks)
+            found = [var for var in names if environ.get(var, "").strip()]
+            if found:
+                source = found[0]
+                given = environ[source]
+        if given is None:
+            if setting is _APP:
+                example = "'asgisup main:app'" if origin == "cli" else "asgisup.run('main:app')"
+                raise ConfigError(f"missing the application, e.g. {example} (or set ASGISUP_APP)")
+            values[setting.name] = setting.default
+        else:
+            values[setting.name] = setting.parse(given, origin, source)
+        sources[setting.name] = source
+    if values["uds"] is not None and values["fd"] is not None:
+        uds, fd = (
+            BY_NAME[name].label(origin) + (f" (from {sources[name]})" if sources[name] else "")
+            for name in ("uds", "fd")
+        )
+        raise ConfigError(
+            f"{uds} and {fd} exclude each other: listen on one (host and port are ignored "
+            "with either)"
+        )
+    return values
+
+
+def _unknown(name: str, origin: Origin) -> str:
+    spelled = "--" + name.replace("_", "-") if origin == "cli" else f"{name}="
+    close = difflib.get_close_matches(name, [setting.name for setting in SETTINGS[1:]], n=1)
+    hint = f"; did you mean {BY_NAME[close[0]].label(origin)}?" if close else ""
+    return f"unknown option {spelled}{hint}"
+
+
+def reference_markdown() -> str:
+    """The reference table of every setting, as docs/configuration.md holds it."""
+    rows = [
+        "| Option | Environment | Default | Accepted values | Description |",
+        "|---|---|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        if setting.positional:
+            option = f"`{setting.kind.metavar}` (positional)"
+        elif setting.kind.boolean:
+            option = f"`{setting.option}` / `--no-{setting.option[2:]}`"
+        else:
+            option = f"`{setting.option} {setting.kind.metavar}`"
+        env = ", then ".join(f"`{var}`" for var in (setting.env, *setting.fallbacks))
+        default = "required" if setting.positional else f"`{setting.kind.show(setting.default)}`"
+        cells = [option, env, default, setting.kind.accepted, setting.help]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows) + "\n"

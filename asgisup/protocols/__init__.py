@@ -1,0 +1,1 @@
+"""Wire protocols. Nothing here imports the worker or the supervisor: dependencies point down."""

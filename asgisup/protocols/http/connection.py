@@ -1,0 +1,373 @@
+"""One HTTP/1.1 connection: bytes from the transport, through a parser, into request cycles.
+
+The connection takes part in admission (DESIGN.md, "Admission semantics") through a
+:class:`Gate` the worker provides. It holds a *slot* from the moment it is accepted until its
+first response is complete, and again from the moment a later request arrives until that
+response is complete. Between requests it is an idle keep-alive connection and holds none.
+When a request arrives on an idle connection and the gate has no room, the bytes are kept
+unparsed and reading is paused until the gate hands this connection a slot (``admitted``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from asgisup.protocols.http import framing
+from asgisup.protocols.http.cycle import BODY_HIGH_WATER, RequestCycle
+from asgisup.protocols.http.events import Body, EndOfRequest, Event, ProtocolError, RequestHead
+from asgisup.protocols.http.parsers import Parser
+from asgisup.protocols.http.proxy import TrustedProxies, forwarded
+from asgisup.types import ASGIApp
+
+logger = logging.getLogger("asgisup.error")
+
+_ASGI = {"version": "3.0", "spec_version": "2.4"}
+
+
+class Gate(Protocol):
+    """The worker's side of admission, as a connection sees it."""
+
+    def request(self, conn: HttpConnection) -> bool:
+        """A request arrived on a connection without a slot: True if admitted now, else the
+        gate calls ``conn.admitted()`` later."""
+        ...
+
+    def release(self) -> None:
+        """The connection gives its slot back."""
+        ...
+
+    def cancel(self, conn: HttpConnection) -> None:
+        """A waiting connection closed before it was admitted."""
+        ...
+
+    def closed(self, conn: HttpConnection) -> None:
+        """The connection is gone for good."""
+        ...
+
+
+@dataclass(slots=True)
+class HttpSettings:
+    """What every connection of a worker shares; built once per worker."""
+
+    app: ASGIApp
+    parser: Callable[[], Parser]
+    root_path: str = ""
+    timeout_keep_alive: float = 5.0
+    access_log: bool = True
+    server_header: bool = True
+    date_header: bool = True
+    extra_headers: bytes = b""
+    trusted: TrustedProxies | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    scheme: str = "http"
+    _date: framing.DateHeader = field(default_factory=framing.DateHeader)
+
+    def default_headers(self) -> bytes:
+        server = b"server: asgisup\r\n" if self.server_header else b""
+        date = self._date.line() if self.date_header else b""
+        return server + date + self.extra_headers
+
+
+class HttpConnection(asyncio.Protocol):
+    __slots__ = (
+        "_cycle",
+        "_drain_waiters",
+        "_events",
+        "_idle_timer",
+        "_parser",
+        "_raw",
+        "_reading",
+        "client",
+        "closing",
+        "gate",
+        "has_slot",
+        "loop",
+        "server",
+        "settings",
+        "shutting_down",
+        "transport",
+        "waiting",
+        "write_paused",
+    )
+
+    def __init__(self, settings: HttpSettings, gate: Gate, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.gate = gate
+        self.loop = loop
+        self._parser = settings.parser()
+        self._events: deque[Event] = deque()
+        self._raw = bytearray()  # bytes received while waiting for a slot, not parsed yet
+        self._cycle: RequestCycle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._reading = True
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        # The listener admitted this connection before creating it: it holds a slot.
+        self.has_slot = True
+        self.waiting = False
+        self.closing = False
+        self.shutting_down = False
+        self.write_paused = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only look-alikes.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client = (str(peer[0]), int(peer[1]))
+        local = transport.get_extra_info("sockname")
+        if isinstance(local, tuple):
+            self.server = (str(local[0]), int(local[1]))
+        elif isinstance(local, str):
+            self.server = (local, None)
+        # A connection that never sends a request must not hold a slot for ever.
+        self._start_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiting:
+            self._raw += data  # the transport may deliver a little after pause_reading()
+            return
+        if not self.has_slot:
+            self._cancel_idle_timer()
+            if not self.gate.request(self):
+                self.waiting = True
+                self._raw += data
+                self._update_reading()
+                return
+            self.has_slot = True
+        self._parse(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close: a half-closed client gets no response (like uvicorn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self._cancel_idle_timer()
+        if self.waiting:
+            self.waiting = False
+            self.gate.cancel(self)
+        self._release()
+        if self._cycle is not None:
+            self._cycle.disconnect()
+        self._wake_drain_waiters()
+        self.gate.closed(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain_waiters()
+
+    # -- called by the gate --------------------------------------------------------------
+
+    def admitted(self) -> None:
+        """The gate gave this waiting connection a slot: parse what arrived meanwhile."""
+        self.waiting = False
+        self.has_slot = True
+        if self.closing:
+            self._release()
+            return
+        data = bytes(self._raw)
+        self._raw.clear()
+        if data:
+            self._parse(data)
+        else:
+            self._pump()
+
+    # -- called by the worker ------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Graceful stop: close when idle, else after the response in progress."""
+        self.shutting_down = True
+        if self._cycle is None and not self.waiting and not self._events:
+            self.close()
+
+    def abort(self) -> None:
+        """The graceful deadline passed: stop the app and drop the connection."""
+        if self._cycle is not None and self._cycle.task is not None:
+            self._cycle.task.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- called by the request cycle -----------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closing:
+            self.closing = True
+            self.transport.close()
+
+    def default_headers(self) -> bytes:
+        return self.settings.default_headers()
+
+    async def drain(self) -> None:
+        if not self.write_paused or self.closing:
+            return
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def body_consumed(self) -> None:
+        if not self._reading:
+            self._update_reading()
+
+    def response_complete(self, cycle: RequestCycle) -> None:
+        """The response went out: free the slot, and go on with a pipelined request."""
+        keep_alive = cycle.keep_alive and not self.shutting_down
+        if not cycle.request_complete:
+            # The app answered without reading the whole body. Drop what is buffered; if the
+            # rest has not arrived, the connection cannot be reused (RFC 9112 §9.3).
+            while self._events and not isinstance(self._events[0], RequestHead):
+                if isinstance(self._events.popleft(), EndOfRequest):
+                    cycle.request_complete = True
+            keep_alive = keep_alive and cycle.request_complete
+        self._cycle = None
+        self._release()
+        if not keep_alive:
+            self.close()
+        elif self._events:
+            self._pump()
+        else:
+            self._start_idle_timer()
+            self._update_reading()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _parse(self, data: bytes) -> None:
+        try:
+            self._events.extend(self._parser.feed(data))
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        self._pump()
+
+    def _pump(self) -> None:
+        """Hand parsed events to the current cycle, or start the next one."""
+        events = self._events
+        while events:
+            cycle = self._cycle
+            if cycle is None:
+                if self.closing or self.waiting:
+                    break
+                if not self.has_slot:
+                    # A pipelined request: it queues for a slot like any other.
+                    if not self.gate.request(self):
+                        self.waiting = True
+                        break
+                    self.has_slot = True
+                head = events.popleft()
+                assert isinstance(head, RequestHead)
+                try:
+                    self._start_cycle(head)
+                except ProtocolError as exc:
+                    self._protocol_error(exc)
+                    return
+            elif not cycle.request_complete:
+                event = events.popleft()
+                if isinstance(event, Body):
+                    cycle.body_received(event.data)
+                else:
+                    cycle.end_received()
+            else:
+                break  # the next pipelined request waits for this response
+        self._update_reading()
+
+    def _start_cycle(self, head: RequestHead) -> None:
+        framing.validate_head(head)
+        raw_path, query = framing.split_target(head.target)
+        self._cancel_idle_timer()
+        settings = self.settings
+        client: tuple[str, int] | None = self.client
+        scheme = settings.scheme
+        if settings.trusted is not None:
+            client, scheme = forwarded(head.headers, client, scheme, settings.trusted)
+        root_path = settings.root_path
+        scope = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": head.http_version,
+            "server": self.server,
+            "client": client,
+            "scheme": scheme,
+            "method": head.method.decode("ascii"),
+            "root_path": root_path,
+            "path": root_path + framing.decode_path(raw_path),
+            "raw_path": root_path.encode() + raw_path if root_path else raw_path,
+            "query_string": query,
+            "headers": head.headers,
+            "state": settings.state.copy(),
+        }
+        cycle = RequestCycle(
+            self,
+            scope,
+            keep_alive=framing.request_keep_alive(head),
+            expect_continue=framing.expects_continue(head),
+        )
+        self._cycle = cycle
+        cycle.task = self.loop.create_task(cycle.run(settings.app))
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        logger.debug("Invalid HTTP request from %s: %s", self.client, exc.reason)
+        cycle = self._cycle
+        if cycle is None or not cycle.response_started:
+            self.write(framing.simple_response(exc.status, default_headers=self.default_headers()))
+        if cycle is not None:
+            cycle.disconnect()  # the request body can never be completed
+        self.close()
+
+    def _release(self) -> None:
+        if self.has_slot:
+            self.has_slot = False
+            self.gate.release()
+
+    def _update_reading(self) -> None:
+        """Read from the socket only when it helps: not while waiting for a slot, not while
+        the app leaves a body unread, not while a pipelined request waits its turn."""
+        cycle = self._cycle
+        want = not (
+            self.closing
+            or self.waiting
+            or (
+                cycle is not None
+                and (cycle.buffered > BODY_HIGH_WATER or (cycle.request_complete and self._events))
+            )
+        )
+        if want != self._reading and self.transport is not None and not self.closing:
+            self._reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    def _start_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        self._idle_timer = self.loop.call_later(self.settings.timeout_keep_alive, self._idle)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle(self) -> None:
+        self._idle_timer = None
+        if self._cycle is None and not self.waiting and not self._events:
+            self.close()
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

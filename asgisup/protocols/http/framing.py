@@ -1,0 +1,226 @@
+"""HTTP/1.1 framing decisions, written once for both parsers. Plain values in, bytes out.
+
+References are to RFC 9110 (semantics) and RFC 9112 (HTTP/1.1 message syntax).
+"""
+
+from __future__ import annotations
+
+import enum
+import http
+import re
+import time
+from email.utils import formatdate
+from urllib.parse import unquote, urlsplit
+
+from asgisup.protocols.http.events import Headers, ProtocolError, RequestHead
+
+# RFC 9110 §5.6.2 token, for header names an app sends.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+# Field values must not carry CR, LF or NUL (RFC 9110 §5.5): they would split the response.
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+
+_REASONS = {status.value: status.phrase.encode("ascii") for status in http.HTTPStatus}
+
+
+class BodyMode(enum.Enum):
+    NONE = "none"  # HEAD, 1xx, 204, 304: no body whatever the headers say (RFC 9110 §6.4.1)
+    LENGTH = "length"
+    CHUNKED = "chunked"
+    UNTIL_CLOSE = "until-close"  # HTTP/1.0 client, no Content-Length: the close delimits it
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """Split a request target into (raw path, query string) (RFC 9112 §3.2).
+
+    Origin form ``/a?b`` is the common case; absolute form ``http://h/a?b`` is what a proxy
+    sends; asterisk form ``*`` is only for OPTIONS. Raises ProtocolError for anything else.
+    """
+    if target.startswith(b"/"):
+        path, _, query = target.partition(b"?")
+        return path, query
+    if target == b"*":
+        return target, b""
+    if b"://" in target:
+        parts = urlsplit(target)
+        return parts.path or b"/", parts.query
+    raise ProtocolError(400, "invalid request target")
+
+
+def decode_path(raw_path: bytes) -> str:
+    """The ASGI ``path``: percent-decoded, then UTF-8 decoded (lossless via surrogateescape)."""
+    return unquote(raw_path.decode("ascii", "surrogateescape"), errors="surrogateescape")
+
+
+def validate_head(head: RequestHead) -> None:
+    """Checks both parsers must make identically; raises ProtocolError (400).
+
+    - HTTP/1.1 requires exactly one Host field (RFC 9112 §3.2).
+    - Content-Length together with Transfer-Encoding is a request-smuggling vector
+      (RFC 9112 §6.1): refuse it rather than pick one.
+    """
+    hosts = 0
+    has_length = has_coding = False
+    for name, _ in head.headers:
+        if name == b"host":
+            hosts += 1
+        elif name == b"content-length":
+            has_length = True
+        elif name == b"transfer-encoding":
+            has_coding = True
+    if head.http_version == "1.1" and hosts != 1:
+        raise ProtocolError(400, "missing Host header" if hosts == 0 else "duplicate Host header")
+    if has_length and has_coding:
+        raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
+
+
+def _has_token(value: bytes, token: bytes) -> bool:
+    return any(part.strip().lower() == token for part in value.split(b","))
+
+
+def request_keep_alive(head: RequestHead) -> bool:
+    """Whether the client allows the connection to be reused (RFC 9112 §9.3)."""
+    connection = [value for name, value in head.headers if name == b"connection"]
+    if head.http_version == "1.0":
+        return any(_has_token(value, b"keep-alive") for value in connection)
+    return not any(_has_token(value, b"close") for value in connection)
+
+
+def expects_continue(head: RequestHead) -> bool:
+    """Whether the client waits for ``100 Continue`` before sending the body (RFC 9110 §10.1.1)."""
+    return head.http_version == "1.1" and any(
+        name == b"expect" and value.lower() == b"100-continue" for name, value in head.headers
+    )
+
+
+class DateHeader:
+    """The ``date`` header line, formatted at most once a second (RFC 9110 §6.6.1)."""
+
+    __slots__ = ("_line", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def line(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+        return self._line
+
+
+class ResponseHeadError(Exception):
+    """The app sent a response start this server cannot put on the wire."""
+
+
+def response_head(
+    status: int,
+    headers: Headers,
+    *,
+    head_request: bool,
+    http_version: str,
+    keep_alive: bool,
+    body_length: int | None,
+    default_headers: bytes,
+) -> tuple[bytes, BodyMode, int, bool]:
+    """Serialize a response head and decide how its body is framed.
+
+    ``body_length`` is the length of the whole body when it is already known (the app sent
+    it in one message) and no Content-Length was given. ``default_headers`` are complete
+    header lines (server, date) added unless the app sent a field of the same name.
+
+    Returns (head bytes, body mode, declared length, keep-alive). Raises ResponseHeadError
+    for an invalid status or header.
+    """
+    if not 100 <= status <= 999 or 100 <= status < 200:
+        # 1xx interim responses are the server's business (100 Continue), not the app's.
+        raise ResponseHeadError(f"invalid status code {status!r}")
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
+    length: int | None = None
+    chunked = False
+    seen_server = seen_date = False
+    for name, value in headers:
+        lname = name.lower()
+        if not _TOKEN.match(lname) or _BAD_VALUE.search(value):
+            raise ResponseHeadError(f"invalid header {name!r}: {value!r}")
+        if lname == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise ResponseHeadError(f"invalid content-length {value!r}") from None
+            if length < 0:
+                raise ResponseHeadError(f"invalid content-length {value!r}")
+        elif lname == b"transfer-encoding":
+            chunked = _has_token(value, b"chunked")
+            if not chunked:
+                raise ResponseHeadError(f"unsupported transfer-encoding {value!r}")
+        elif lname == b"connection":
+            if _has_token(value, b"close"):
+                keep_alive = False
+            continue  # hop-by-hop: this server owns the connection header
+        elif lname == b"server":
+            seen_server = True
+        elif lname == b"date":
+            seen_date = True
+        lines.append(b"%s: %s\r\n" % (name, value))
+
+    if head_request or status in (204, 304):
+        mode = BodyMode.NONE
+        if status == 204 and length is not None:
+            raise ResponseHeadError("a 204 response must not have a content-length")
+    elif chunked:
+        mode = BodyMode.CHUNKED
+    elif length is not None:
+        mode = BodyMode.LENGTH
+    elif body_length is not None:
+        length = body_length
+        mode = BodyMode.LENGTH
+        lines.append(b"content-length: %d\r\n" % length)
+    elif http_version == "1.1":
+        mode = BodyMode.CHUNKED
+        lines.append(b"transfer-encoding: chunked\r\n")
+    else:
+        mode = BodyMode.UNTIL_CLOSE
+        keep_alive = False
+
+    if not (seen_server or seen_date):
+        lines.append(default_headers)
+    else:
+        for line in default_headers.splitlines(keepends=True):
+            if not (
+                (seen_server and line.startswith(b"server:"))
+                or (seen_date and line.startswith(b"date:"))
+            ):
+                lines.append(line)
+    if not keep_alive:
+        lines.append(b"connection: close\r\n")
+    elif http_version == "1.0":
+        lines.append(b"connection: keep-alive\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines), mode, length or 0, keep_alive
+
+
+def reason(status: int) -> str:
+    """The reason phrase of ``status`` ("" for codes without one)."""
+    return _REASONS.get(status, b"").decode("ascii")
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (RFC 9112 §7.1); empty data is skipped by callers."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def simple_response(status: int, *, default_headers: bytes = b"") -> bytes:
+    """A complete response the server sends on its own (errors): plain text, then close."""
+    body = b"%d %s\n" % (status, _REASONS.get(status, b""))
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\n%sconnection: close\r\n\r\n%s"
+        % (status, _REASONS.get(status, b""), len(body), default_headers, body)
+    )
+
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -1,0 +1,97 @@
+"""From a valid Config to a running server: the socket, the log lines, the supervisor."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+from asgisup.config import Config
+from asgisup.errors import ConfigError
+from asgisup.logs import configure_logging
+from asgisup.supervisor.arbiter import Supervisor
+from asgisup.supervisor.cpus import usable_cpus
+from asgisup.supervisor.sockets import bind_socket, describe
+
+logger = logging.getLogger("asgisup.error")
+
+
+def run(app: Any, **options: Any) -> None:
+    """Run ``app`` (an import string such as ``"main:app"`` or an ASGI app object).
+
+    Options are the command line's, in snake_case (``workers=8, max_inflight=1``); ASGISUP_*
+    environment variables fill in what is not given. Returns when the server has stopped.
+
+    Raises ConfigError for a bad option, BindError when the socket cannot be created and
+    BootError (with the app's error) when a worker cannot import the app or start its lifespan.
+    """
+    run_config(Config.from_sources(app, options, os.environ))
+
+
+def resolve_implementations(config: Config) -> tuple[str, str]:
+    """The loop and parser names the workers will use. Raises ConfigError if missing."""
+    loop = _resolve(config.loop, "uvloop", "asyncio", "--loop")
+    http = _resolve(config.http, "httptools", "h11", "--http")
+    return loop, http
+
+
+def _resolve(choice: str, fast: str, fallback: str, flag: str) -> str:
+    if choice == fallback:
+        return choice
+    try:
+        __import__(fast)
+    except ImportError:
+        if choice == fast:
+            raise ConfigError(
+                f"{flag} {fast}: {fast} is not installed (pip install 'asgisup[standard]')"
+            ) from None
+        return fallback
+    return fast
+
+
+def run_config(config: Config) -> int:
+    """Serve ``config`` until stopped; returns the exit code (0 after a clean stop).
+
+    Raises the errors listed on :func:`run`.
+    """
+    configure_logging(config.log_level, access_log=config.access_log)
+    loop_name, http_name = resolve_implementations(config)
+    config = config.replace(loop=loop_name, http=http_name)
+    workers = config.resolved_workers(usable_cpus())
+    sock = bind_socket(
+        host=config.host, port=config.port, uds=config.uds, fd=config.fd, backlog=config.backlog
+    )
+    try:
+        from asgisup import __version__
+
+        logger.info(
+            "asgisup %s listening on %s (press CTRL+C to quit)", __version__, describe(sock)
+        )
+        logger.info(
+            "Supervisor [pid %d]: %d worker%s, loop %s, http %s, %s",
+            os.getpid(),
+            workers,
+            "" if workers == 1 else "s",
+            loop_name,
+            http_name,
+            f"max in-flight {config.max_inflight} per worker"
+            if config.max_inflight
+            else "no in-flight ceiling",
+        )
+        sys.stderr.flush()
+        code = Supervisor(config, sock, config.app, workers).run()
+        logger.info("Stopped.")
+        return code
+    finally:
+        _close(sock, config)
+
+
+def _close(sock: socket.socket, config: Config) -> None:
+    path = sock.getsockname() if sock.family == socket.AF_UNIX else None
+    sock.close()
+    if path and config.fd is None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

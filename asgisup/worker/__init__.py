@@ -1,0 +1,1 @@
+"""The worker process: its event loop, lifespan, admission-controlled listener, shutdown."""

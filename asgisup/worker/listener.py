@@ -1,0 +1,150 @@
+"""The worker's accept loop on the shared listening socket, governed by its admission ceiling.
+
+Why not ``loop.create_server(sock=...)``: it re-calls ``listen()`` on the shared socket (which
+changes the backlog for every process) and accepts up to ``backlog`` connections per wake-up
+whatever this worker's load (DESIGN.md, "Facts of the platform"). Here the listening fd is
+polled only while :attr:`Admission.accepting` holds, one ``accept()`` at a time, re-checking
+after each; a full worker removes the fd from its loop, so the kernel keeps the connection in
+the shared accept queue for a sibling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+
+from asgisup.admission import Admission
+from asgisup.protocols.http.connection import HttpConnection, HttpSettings
+
+logger = logging.getLogger("asgisup.error")
+
+# Without a ceiling, accept at most this many per wake-up so the loop still serves the rest.
+EAGER_BATCH = 64
+# Out of fds or buffers: stop accepting this long, then try again (like trio's serve_listeners).
+RESOURCE_BACKOFF = 0.1
+_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class Listener:
+    """Accepts while the admission controller allows; the :class:`Gate` of its connections."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        admission: Admission[HttpConnection],
+        settings: HttpSettings,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.admission = admission
+        self.settings = settings
+        self.connections: set[HttpConnection] = set()
+        self.accepted = 0
+        self._fd = sock.fileno()
+        self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        self._polling = False
+        self._backoff: asyncio.TimerHandle | None = None
+        self._attaching: set[asyncio.Task[None]] = set()
+        self._all_closed: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        self._sync()
+
+    def drain(self) -> None:
+        """Stop accepting at once (the queue's share goes to siblings) and wind connections down."""
+        self.admission.drain()
+        self._sync()
+        for conn in list(self.connections):
+            conn.shutdown()
+
+    async def wait_closed(self) -> None:
+        """Return once every connection is closed (after :meth:`drain`)."""
+        if self.connections:
+            self._all_closed = self.loop.create_future()
+            await self._all_closed
+
+    def abort_all(self) -> None:
+        for conn in list(self.connections):
+            conn.abort()
+
+    # -- the accept path -----------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Poll the listening fd exactly while the worker may accept."""
+        want = self.admission.accepting and self._backoff is None
+        if want and not self._polling:
+            self.loop.add_reader(self._fd, self._on_readable)
+            self._polling = True
+        elif self._polling and not want:
+            self.loop.remove_reader(self._fd)
+            self._polling = False
+
+    def _on_readable(self) -> None:
+        admission = self.admission
+        budget = EAGER_BATCH
+        while admission.accepting and budget:
+            budget -= 1
+            try:
+                conn_sock, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break  # a sibling took it: every worker polling the fd was woken
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ERRNOS:
+                    raise
+                logger.warning("accept() failed (%s); pausing accepts for a moment", exc)
+                self._backoff = self.loop.call_later(RESOURCE_BACKOFF, self._end_backoff)
+                break
+            admission.admit_accepted()
+            self.accepted += 1
+            self._attach(conn_sock)
+        self._sync()
+
+    def _end_backoff(self) -> None:
+        self._backoff = None
+        self._sync()
+
+    def _attach(self, conn_sock: socket.socket) -> None:
+        conn_sock.setblocking(False)
+        if self._tcp:
+            conn_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = HttpConnection(self.settings, self, self.loop)
+        self.connections.add(conn)
+        task = self.loop.create_task(self._connect(conn, conn_sock))
+        self._attaching.add(task)
+        task.add_done_callback(self._attaching.discard)
+
+    async def _connect(self, conn: HttpConnection, conn_sock: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: conn, conn_sock)
+        except OSError as exc:
+            logger.debug("could not set up an accepted connection: %s", exc)
+            conn_sock.close()
+            if conn.transport is None:
+                conn.connection_lost(exc)
+
+    # -- the Gate its connections use --------------------------------------------------
+
+    def request(self, conn: HttpConnection) -> bool:
+        admitted = self.admission.request(conn)
+        self._sync()
+        return admitted
+
+    def release(self) -> None:
+        waiter = self.admission.release()
+        if waiter is not None:
+            waiter.admitted()
+        self._sync()
+
+    def cancel(self, conn: HttpConnection) -> None:
+        self.admission.cancel(conn)
+        self._sync()
+
+    def closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._all_closed is not None and not self._all_closed.done():
+            self._all_closed.set_result(None)

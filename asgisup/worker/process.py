@@ -1,0 +1,195 @@
+"""A worker process from fork to exit: load the app, run lifespan, serve, drain, stop.
+
+The worker tells the supervisor how its boot went over a pipe (``report_fd``): ``R`` once it
+accepts connections, or ``F`` followed by the error text when it cannot serve at all. The
+supervisor shows that text once and stops, instead of restarting workers that cannot boot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asgisup.admission import Admission
+from asgisup.config import Config
+from asgisup.errors import AppLoadError
+from asgisup.loading import load_app
+from asgisup.protocols.http.connection import HttpConnection, HttpSettings
+from asgisup.protocols.http.parsers import parser_factory
+from asgisup.protocols.http.proxy import TrustedProxies
+from asgisup.types import ASGIApp
+from asgisup.worker.lifespan import Lifespan, LifespanFailure
+from asgisup.worker.listener import Listener
+
+logger = logging.getLogger("asgisup.error")
+
+EXIT_OK = 0
+EXIT_BOOT_FAILED = 3
+
+READY = b"R"
+FAILED = b"F"
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(slots=True)
+class WorkerSpec:
+    index: int
+    config: Config
+    sock: socket.socket
+    app: object  # an import string or the application object (inherited through fork)
+    report_fd: int
+    lifeline_fd: int  # readable (EOF) when the supervisor is gone
+
+
+def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
+    """A fresh loop for ``--loop`` ``name`` (auto: uvloop when installed).
+
+    Raises ImportError if uvloop is asked for and not installed.
+    """
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the supervisor dies, even by SIGKILL."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _report(fd: int, message: bytes) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, message)
+
+
+def run_worker(spec: WorkerSpec) -> int:
+    """Serve until told to stop; returns the process exit code."""
+    # The terminal's Ctrl-C reaches the whole process group; the supervisor decides what
+    # it means (graceful, then immediate on a second one) and tells workers with SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    if _lifeline_cut(spec.lifeline_fd):
+        return EXIT_OK  # the supervisor died before the death signal was armed
+    config = spec.config
+    try:
+        app = load_app(spec.app, factory=config.factory, app_dir=config.app_dir or None)
+    except AppLoadError as exc:
+        _report(spec.report_fd, FAILED + str(exc).encode(errors="replace"))
+        return EXIT_BOOT_FAILED
+    loop = new_event_loop(config.loop)
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_serve(spec, app, loop))
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _lifeline_cut(fd: int) -> bool:
+    import select
+
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)
+
+
+def build_settings(config: Config, app: ASGIApp, state: dict[str, Any]) -> HttpSettings:
+    extra = b"".join(
+        f"{name.lower()}: {value}\r\n".encode("latin-1") for name, value in config.headers
+    )
+    return HttpSettings(
+        app=app,
+        parser=parser_factory(config.http),
+        root_path=config.root_path,
+        timeout_keep_alive=float(config.timeout_keep_alive),
+        access_log=config.access_log
+        and logging.getLogger("asgisup.access").isEnabledFor(logging.INFO),
+        server_header=config.server_header,
+        date_header=config.date_header,
+        extra_headers=extra,
+        trusted=TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None,
+        state=state,
+    )
+
+
+async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop) -> int:
+    config = spec.config
+    state: dict[str, Any] = {}
+    lifespan = Lifespan(app, config.lifespan, state)
+    try:
+        await lifespan.startup()
+    except LifespanFailure as exc:
+        _report(spec.report_fd, FAILED + str(exc).encode(errors="replace"))
+        return EXIT_BOOT_FAILED
+
+    admission: Admission[HttpConnection] = Admission(config.max_inflight)
+    listener = Listener(loop, spec.sock, admission, build_settings(config, app, state))
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def request_stop(*_: object) -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    loop.add_signal_handler(signal.SIGTERM, request_stop)
+    loop.add_reader(spec.lifeline_fd, request_stop)
+    listener.start()
+    _report(spec.report_fd, READY)
+    os.close(spec.report_fd)
+
+    await stop
+    loop.remove_reader(spec.lifeline_fd)
+    listener.drain()
+    try:
+        await asyncio.wait_for(listener.wait_closed(), config.timeout_graceful_shutdown)
+    except asyncio.TimeoutError:
+        logger.warning(
+            "Graceful shutdown deadline (%ss) passed; closing %d connection(s)",
+            config.timeout_graceful_shutdown,
+            len(listener.connections),
+        )
+        listener.abort_all()
+        await _settle(loop)
+    await lifespan.shutdown()
+    return EXIT_OK
+
+
+async def _settle(loop: asyncio.AbstractEventLoop) -> None:
+    """Let cancelled request tasks run their cleanup."""
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks(loop) if task is not current]
+    if tasks:
+        await asyncio.wait(tasks, timeout=1.0)
+
+
+def child_main(spec: WorkerSpec, close_fds: Callable[[], None]) -> None:
+    """Entry point right after fork: never returns to the caller's stack."""
+    code = 1
+    try:
+        close_fds()
+        code = run_worker(spec)
+    except BaseException:
+        logger.exception("Worker %d crashed", spec.index)
+    finally:
+        logging.shutdown()
+        os._exit(code)

@@ -1,0 +1,128 @@
+"""Plain ASGI apps the tests serve (no framework, so the server's behaviour is what is tested)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+
+async def _json(send: Any, payload: object, status: int = 200) -> None:
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client left")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    """The test suite's multi-purpose app; the path chooses the behaviour."""
+    if scope["type"] == "lifespan":
+        await _lifespan(scope, receive, send)
+        return
+    path = scope["path"]
+    query = dict(
+        part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
+    )
+    if path == "/scope":
+        shown = {k: v for k, v in scope.items() if k not in ("headers", "state", "raw_path")}
+        shown["headers"] = [[n.decode(), v.decode()] for n, v in scope["headers"]]
+        shown["raw_path"] = scope["raw_path"].decode()
+        shown["query_string"] = scope["query_string"].decode()
+        shown["state"] = sorted(scope["state"])
+        shown["pid"] = os.getpid()
+        await _json(send, shown)
+    elif path == "/pid":
+        await _json(send, {"pid": os.getpid()})
+    elif path == "/echo":
+        body = await _read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+    elif path == "/stream":
+        count = int(query.get("n", "3"))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for i in range(count):
+            await send({"type": "http.response.body", "body": b"chunk%d\n" % i, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/block":
+        # Blocks the event loop, like CPU-bound work in an async handler.
+        time.sleep(float(query.get("s", "0.2")))
+        await _json(send, {"pid": os.getpid(), "t": time.time()})
+    elif path == "/sleep":
+        if "mark" in query:  # lets a test see the request has reached a worker
+            open(f"{query['mark']}.{os.getpid()}.{id(scope)}", "w").close()
+        await asyncio.sleep(float(query.get("s", "0.2")))
+        await _json(send, {"pid": os.getpid()})
+    elif path == "/hold":
+        # Holds its slot until the file named by ?f= exists: tests release it by creating it.
+        marker = query["f"]
+        open(marker + ".started", "w").close()
+        while not os.path.exists(marker):
+            await asyncio.sleep(0.01)
+        await _json(send, {"pid": os.getpid()})
+    elif path == "/raise":
+        raise RuntimeError("boom from the app")
+    elif path == "/raise-after-start":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("boom after start")
+    elif path == "/no-response":
+        return
+    elif path == "/status":
+        await send(
+            {"type": "http.response.start", "status": int(query.get("code", "200")), "headers": []}
+        )
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/head-length":
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]}
+        )
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else b"12345"}
+        )
+    else:
+        await _json(send, {"path": path}, status=404)
+
+
+async def _lifespan(scope: Any, receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            if os.environ.get("ASGISUP_TEST_FAIL_STARTUP"):
+                await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+                return
+            scope["state"]["started"] = True
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            marker = os.environ.get("ASGISUP_TEST_SHUTDOWN_MARKER")
+            if marker:
+                with open(f"{marker}.{os.getpid()}", "w") as file:
+                    file.write("shutdown")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def no_lifespan(scope: Any, receive: Any, send: Any) -> None:
+    """An app that only speaks HTTP, like many small ASGI apps."""
+    assert scope["type"] == "http"
+    await _json(send, {"ok": True})
+
+
+raise_on_import = None

@@ -1,0 +1,156 @@
+"""The process model: workers, restarts, graceful stop, boot failures, run(), env config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serverproc import ROOT, ServerProcess, wait_until
+
+
+def test_graceful_stop_finishes_in_flight_requests(tmp_path: Path) -> None:
+    mark = tmp_path / "started"
+    with ServerProcess("tests.apps:app", "--workers", "2") as server:
+        server.start(wait_ready=2)
+        with ThreadPoolExecutor(4) as pool:
+            url = f"{server.url}/sleep?s=1.5&mark={mark}"
+            futures = [pool.submit(httpx.get, url, timeout=30) for _ in range(4)]
+            # Stop once all four requests are inside the workers' app.
+            wait_until(lambda: len(list(tmp_path.iterdir())) == 4)
+            server.signal(signal.SIGTERM)
+            statuses = [future.result().status_code for future in futures]
+        assert statuses == [200] * 4
+        assert server.wait() == 0, server.log
+    assert "Shutting down (SIGTERM)" in server.log
+
+
+def test_killed_worker_is_replaced() -> None:
+    with ServerProcess("tests.apps:app", "--workers", "2") as server:
+        server.start(wait_ready=2)
+        victim = server.ready_pids[0]
+        os.kill(victim, signal.SIGKILL)
+        server.wait_for(rf"\[pid {victim}\] killed by SIGKILL unexpectedly; restarting")
+        match = server.wait_for(r"Worker (\d+) \[pid (\d+)\] ready")
+        assert int(match.group(2)) != victim
+        pids = {httpx.get(server.url + "/pid", timeout=30).json()["pid"] for _ in range(10)}
+        assert victim not in pids
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("app", "shown"),
+    [
+        ("tests.broken.bad_import:app", "No module named 'this_module_does_not_exist'"),
+        ("tests.broken.raising_import:app", "RuntimeError: settings.DATABASE_URL is not set"),
+        ("tests.no_such_module:app", "could not import module 'tests.no_such_module'"),
+        ("tests.apps:missing_attribute", "attribute 'missing_attribute' not found"),
+    ],
+)
+def test_app_that_cannot_load_stops_the_server(app: str, shown: str) -> None:
+    started = time.monotonic()
+    with ServerProcess(app, "--workers", "3") as server:
+        server.start(wait_ready=0)
+        code = server.wait()
+    assert code == 3, server.log
+    assert time.monotonic() - started < 30
+    assert server.log.count(shown) == 1, server.log
+    assert "Started worker" in server.log  # workers were started, then all stopped
+    assert "asgisup/" not in server.log  # no frames of asgisup's own code
+
+
+def test_run_with_an_app_object_and_two_workers(tmp_path: Path) -> None:
+    script = tmp_path / "serve.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os
+            import asgisup
+
+            async def app(scope, receive, send):
+                if scope["type"] != "http":
+                    return
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+
+            asgisup.run(app, workers=2, port=0, lifespan="off")
+            """
+        )
+    )
+    with ServerProcess("", command=[sys.executable, str(script)]) as server:
+        server.start(wait_ready=2)
+        seen = {int(httpx.get(server.url, timeout=30).text) for _ in range(4)}
+        assert seen <= set(server.ready_pids)
+        assert server.stop() == 0, server.log
+
+
+def test_environment_configures_and_command_line_wins() -> None:
+    env = {"ASGISUP_WORKERS": "3", "ASGISUP_MAX_INFLIGHT": "1", "WEB_CONCURRENCY": "5"}
+    with ServerProcess("tests.apps:app", env=env) as server:
+        server.start(wait_ready=3)
+        assert "3 workers" in server.log and "max in-flight 1 per worker" in server.log
+        assert server.stop() == 0
+    with ServerProcess("tests.apps:app", "--workers", "2", env=env) as server:
+        server.start(wait_ready=2)
+        assert "2 workers" in server.log
+        assert server.stop() == 0
+    with ServerProcess("tests.apps:app", env={"WEB_CONCURRENCY": "2"}) as server:
+        server.start(wait_ready=2)
+        assert "2 workers" in server.log
+        assert server.stop() == 0
+
+
+def test_held_request_does_not_delay_the_other_worker(tmp_path: Path) -> None:
+    """2 workers, ceiling 1: while one worker holds a request, the other serves at once."""
+    marker = tmp_path / "release"
+    with ServerProcess("tests.apps:app", "--workers", "2", "--max-inflight", "1") as server:
+        server.start(wait_ready=2)
+        result: dict[str, object] = {}
+
+        def hold() -> None:
+            result["held"] = httpx.get(server.url + f"/hold?f={marker}", timeout=60).json()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            wait_until(Path(f"{marker}.started").exists)
+            answers = [httpx.get(server.url + "/pid", timeout=30).json()["pid"] for _ in range(5)]
+            # Served while the other request is still held: none can come from its worker.
+            assert "held" not in result
+        finally:
+            marker.touch()
+            holder.join(60)
+        held_pid = result["held"]["pid"]  # type: ignore[index]
+        assert held_pid not in answers and len(set(answers)) == 1
+        assert server.stop() == 0
+
+
+def test_fastapi_example_spreads_over_workers() -> None:
+    with ServerProcess(
+        "main:app",
+        "--app-dir",
+        str(ROOT / "examples" / "fastapi_app"),
+        "--workers",
+        "4",
+        "--max-inflight",
+        "1",
+    ) as server:
+        server.start(wait_ready=4)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.get(server.url + "/slow?ms=200", timeout=30).json(), range(8)
+                )
+            )
+        assert len({answer["pid"] for answer in answers}) > 1
+        hello = httpx.get(server.url + "/", timeout=30).json()
+        assert hello["hello"] == "world" and hello["booted_at"] > 0
+        assert server.stop() == 0, server.log
