@@ -37,7 +37,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(scope, receive, send)
         return
-    path = scope["path"]
+    # ASGI: path includes root_path; routing looks at what follows it, like Starlette does.
+    path = scope["path"][len(scope["root_path"]) :]
     query = dict(
         part.split("=", 1) for part in scope["query_string"].decode().split("&") if "=" in part
     )

@@ -158,11 +158,17 @@ def test_bad_forwarded_allow_ips_quote_the_culprit(value: object, culprit: objec
 
 @pytest.mark.parametrize(
     "header",
-    ["no colon", ": empty name", "bad name: x", "X-A: a\rb", "X-A: caf\u00e9\u20ac", ("X", 1)],
+    ["no colon", ": empty name", "bad name: x", "X-A: a\rb", "X-A: caf\u00e9\u20ac", ("X", 1), 5],
 )
 def test_bad_headers_are_refused(header: object) -> None:
     message = config_error("m:a", headers=[header])
     assert message.startswith("headers=: expected 'Name: Value'")
+
+
+def test_headers_must_be_text_or_a_list() -> None:
+    assert config_error("m:a", headers=5) == (
+        "headers=: expected 'Name: Value' (one per line in the environment), got 5"
+    )
 
 
 def test_headers_take_pairs_and_keep_latin1() -> None:

@@ -43,3 +43,12 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(r"^(python3 -m venv .*pytest.*)$", readme, re.MULTILINE)
     assert len(commands) == 1, "the README must name exactly one test command"
     assert commands[0] in (ROOT / ".ci" / "run").read_text()
+
+
+COVERAGE_FLOOR = 85  # only ever raised
+
+
+def test_coverage_floor_is_kept() -> None:
+    readme = (ROOT / "README.md").read_text()
+    floor = re.search(r"coverage report --fail-under=(\d+)", readme)
+    assert floor is not None and int(floor.group(1)) >= COVERAGE_FLOOR
