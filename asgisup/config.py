@@ -279,6 +279,17 @@ SETTINGS: tuple[Setting, ...] = (
             "quota).", fallbacks=("WEB_CONCURRENCY",)),
     Setting("max_inflight", _integer("an integer >= 0", 0), 0,
             "In-flight requests per worker; at this many it stops accepting (0: no ceiling)."),
+    Setting("busy_close", _FLAG, True,
+            "With a ceiling: answer 'Connection: close' rather than keep a connection alive "
+            "when the worker is still full or connections wait in the accept queue, so the "
+            "client's next request goes through the shared queue to a free worker."),
+    Setting("busy_close_min_service", _seconds("a number of seconds >= 0", zero=True), 0.001,
+            "Apply --busy-close only while the worker's recent mean service time is at least "
+            "this many seconds, so cheap requests keep their keep-alive (0: always)."),
+    Setting("defer_accept", _integer("an integer >= 0 (seconds)", 0, 3600), 0,
+            "TCP_DEFER_ACCEPT: the kernel hands a connection to a worker only once its first "
+            "bytes arrived (or after this many seconds), so an idle pre-opened connection "
+            "takes no worker's slot (0: off)."),
     Setting("loop", _choice("auto", "asyncio", "uvloop"), "auto",
             "Event loop; 'auto' is uvloop when installed."),
     Setting("http", _choice("auto", "h11", "httptools"), "auto",
@@ -332,6 +343,9 @@ class Config:
     backlog: int
     workers: int | Literal["auto"]
     max_inflight: int
+    busy_close: bool
+    busy_close_min_service: float
+    defer_accept: int
     loop: str
     http: str
     lifespan: str

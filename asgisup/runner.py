@@ -12,6 +12,7 @@ from typing import Any
 from asgisup.config import Config
 from asgisup.errors import ConfigError
 from asgisup.logs import configure_logging
+from asgisup.sockinfo import set_defer_accept
 from asgisup.supervisor.arbiter import Supervisor
 from asgisup.supervisor.cpus import usable_cpus
 from asgisup.supervisor.sockets import bind_socket, describe
@@ -65,6 +66,8 @@ def run_config(config: Config) -> int:
         host=config.host, port=config.port, uds=config.uds, fd=config.fd, backlog=config.backlog
     )
     try:
+        if config.defer_accept and not set_defer_accept(sock, config.defer_accept):
+            logger.warning("--defer-accept applies to TCP sockets only; ignored")
         from asgisup import __version__
 
         logger.info(

@@ -74,7 +74,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/hold":
         # Holds its slot until the file named by ?f= exists: tests release it by creating it.
         marker = query["f"]
-        open(marker + ".started", "w").close()
+        with open(marker + ".started", "w") as started:
+            started.write(str(os.getpid()))  # which worker holds it
         while not os.path.exists(marker):
             await asyncio.sleep(0.01)
         await _json(send, {"pid": os.getpid()})

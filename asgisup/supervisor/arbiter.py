@@ -28,7 +28,8 @@ from types import FrameType
 
 from asgisup.config import Config
 from asgisup.errors import BootError
-from asgisup.supervisor.policy import RestartBackoff
+from asgisup.sockinfo import accept_queue
+from asgisup.supervisor.policy import QueueWatch, RestartBackoff
 from asgisup.worker.process import EXIT_BOOT_FAILED, FAILED, READY, WorkerSpec, child_main
 
 logger = logging.getLogger("asgisup.error")
@@ -73,6 +74,8 @@ class Supervisor:
         self._deadline: float | None = None
         self._forced = False
         self._boot_error: str | None = None
+        self._queue_watch = QueueWatch()
+        self._next_sample = 0.0
         self._lifeline_r, self._lifeline_w = os.pipe()
         self._wake_r, self._wake_w = os.pipe()
 
@@ -93,6 +96,7 @@ class Supervisor:
                 self._reap()
                 self._respawn_due()
                 self._enforce_deadline()
+                self._watch_queue()
         finally:
             self._restore_signals(previous)
             self._close()
@@ -271,6 +275,18 @@ class Supervisor:
         if self._deadline is not None and time.monotonic() >= self._deadline and self.workers:
             logger.warning("Workers did not stop in time; killing them")
             self._kill_all()
+
+    def _watch_queue(self) -> None:
+        """Sample the shared accept queue about once a second."""
+        now = time.monotonic()
+        if now < self._next_sample or self._stopping:
+            return
+        self._next_sample = now + 1.0
+        queue = accept_queue(self.sock)
+        if queue is not None:
+            warning = self._queue_watch.sample(*queue, now)
+            if warning:
+                logger.warning(warning)
 
     def _kill_all(self) -> None:
         self._forced = True

@@ -29,3 +29,38 @@ class RestartBackoff:
         if self.failures == 1:
             return 0.0
         return min(FIRST_RETRY * 2.0 ** (self.failures - 2), MAX_RETRY)
+
+
+class QueueWatch:
+    """Warns when the shared accept queue stays more than half full.
+
+    A queue that fills up drops new connections (clients retry after ~1 s), so a queue that
+    stays deep means the server needs more workers or a higher ceiling. One sample a second;
+    a warning once the queue has been over half full for ``patience`` samples in a row, then
+    at most every ``quiet`` seconds.
+    """
+
+    __slots__ = ("_last_warning", "_streak", "patience", "quiet")
+
+    def __init__(self, patience: int = 5, quiet: float = 60.0) -> None:
+        self.patience = patience
+        self.quiet = quiet
+        self._streak = 0
+        self._last_warning: float | None = None
+
+    def sample(self, depth: int, limit: int, now: float) -> str | None:
+        """Record one reading; return the warning to log, if one is due."""
+        if limit <= 0 or depth * 2 <= limit:
+            self._streak = 0
+            return None
+        self._streak += 1
+        if self._streak < self.patience:
+            return None
+        if self._last_warning is not None and now - self._last_warning < self.quiet:
+            return None
+        self._last_warning = now
+        return (
+            f"The accept queue has stayed more than half full ({depth} of {limit} connections "
+            "waiting): add workers (--workers) or raise the ceiling (--max-inflight); once it is "
+            "full, new connections are dropped and clients retry after about a second"
+        )

@@ -15,8 +15,9 @@ import errno
 import logging
 import socket
 
-from asgisup.admission import Admission
+from asgisup.admission import Admission, ServiceTime, busy_close
 from asgisup.protocols.http.connection import HttpConnection, HttpSettings
+from asgisup.sockinfo import accept_queue
 
 logger = logging.getLogger("asgisup.error")
 
@@ -36,7 +37,10 @@ class Listener:
         sock: socket.socket,
         admission: Admission[HttpConnection],
         settings: HttpSettings,
+        *,
+        busy_close_min_service: float | None = None,
     ) -> None:
+        """``busy_close_min_service`` None turns the keep-alive policy off."""
         self.loop = loop
         self.sock = sock
         self.admission = admission
@@ -49,6 +53,9 @@ class Listener:
         self._backoff: asyncio.TimerHandle | None = None
         self._attaching: set[asyncio.Task[None]] = set()
         self._all_closed: asyncio.Future[None] | None = None
+        self._service = ServiceTime()
+        self._busy_close = busy_close_min_service is not None and admission.ceiling > 0
+        self._min_service = busy_close_min_service or 0.0
 
     def start(self) -> None:
         self._sync()
@@ -143,6 +150,16 @@ class Listener:
     def cancel(self, conn: HttpConnection) -> None:
         self.admission.cancel(conn)
         self._sync()
+
+    def busy_close(self, started: float) -> bool:
+        if not self._busy_close:
+            return False
+        mean = self._service.add(self.loop.time() - started)
+        return busy_close(self.admission, mean, self._min_service, self._queue_depth)
+
+    def _queue_depth(self) -> int:
+        queue = accept_queue(self.sock)
+        return queue[0] if queue else 0
 
     def closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)

@@ -144,7 +144,13 @@ async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop
         return EXIT_BOOT_FAILED
 
     admission: Admission[HttpConnection] = Admission(config.max_inflight)
-    listener = Listener(loop, spec.sock, admission, build_settings(config, app, state))
+    listener = Listener(
+        loop,
+        spec.sock,
+        admission,
+        build_settings(config, app, state),
+        busy_close_min_service=config.busy_close_min_service if config.busy_close else None,
+    )
     stop: asyncio.Future[None] = loop.create_future()
 
     def request_stop(*_: object) -> None:

@@ -49,6 +49,11 @@ class Gate(Protocol):
         """The connection is gone for good."""
         ...
 
+    def busy_close(self, started: float) -> bool:
+        """Whether a response to a request that started at loop time ``started`` should close
+        its connection rather than keep it alive, to return the client to the shared queue."""
+        ...
+
 
 @dataclass(slots=True)
 class HttpSettings:
@@ -315,6 +320,7 @@ class HttpConnection(asyncio.Protocol):
             scope,
             keep_alive=framing.request_keep_alive(head),
             expect_continue=framing.expects_continue(head),
+            started=self.loop.time(),
         )
         self._cycle = cycle
         cycle.task = self.loop.create_task(cycle.run(settings.app))

@@ -49,6 +49,7 @@ class RequestCycle:
         "response_complete",
         "response_started",
         "scope",
+        "started",
         "status",
         "task",
     )
@@ -60,8 +61,10 @@ class RequestCycle:
         *,
         keep_alive: bool,
         expect_continue: bool,
+        started: float,
     ) -> None:
         self._conn = conn
+        self.started = started
         self.scope = scope
         self.http_version: str = scope["http_version"]
         self._head_request = scope["method"] == "HEAD"
@@ -178,15 +181,19 @@ class RequestCycle:
         assert self._start is not None
         status, headers = self._start
         self._start = None
+        conn = self._conn
+        keep_alive = self.keep_alive and not conn.closing
+        if keep_alive and conn.gate.busy_close(self.started):
+            keep_alive = False
         try:
             head, self._mode, self._remaining, self.keep_alive = framing.response_head(
                 status,
                 headers,
                 head_request=self._head_request,
                 http_version=self.http_version,
-                keep_alive=self.keep_alive and not self._conn.closing,
+                keep_alive=keep_alive,
                 body_length=body_length,
-                default_headers=self._conn.default_headers(),
+                default_headers=conn.default_headers(),
             )
         except ResponseHeadError as exc:
             # Nothing was written yet: the app's bug becomes a 500, not a broken response.

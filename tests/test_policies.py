@@ -1,0 +1,125 @@
+"""Pure supervision and keep-alive policies, and what the kernel says about a listening socket."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from asgisup.admission import Admission, ServiceTime, busy_close
+from asgisup.sockinfo import accept_queue, set_defer_accept
+from asgisup.supervisor.policy import MAX_RETRY, QueueWatch, RestartBackoff
+
+
+def _no_queue() -> int:
+    return 0
+
+
+def _queue_should_not_be_read() -> int:
+    raise AssertionError("the queue depth was read although the answer was already known")
+
+
+def test_busy_close_needs_a_ceiling_and_expensive_requests() -> None:
+    unlimited: Admission[str] = Admission(0)
+    unlimited.admit_accepted()
+    assert not busy_close(unlimited, 1.0, 0.001, _queue_should_not_be_read)
+    limited: Admission[str] = Admission(1)
+    limited.admit_accepted()
+    limited.request("waiter")
+    assert not busy_close(limited, 0.0005, 0.001, _queue_should_not_be_read)  # cheap: keep
+    assert busy_close(limited, 0.002, 0.001, _queue_should_not_be_read)  # a waiter: close
+
+
+def test_busy_close_when_others_wait_in_the_accept_queue() -> None:
+    admission: Admission[str] = Admission(2)
+    admission.admit_accepted()  # only this response's slot: the worker has room
+    assert not busy_close(admission, 0.01, 0.001, _no_queue)
+    assert busy_close(admission, 0.01, 0.001, lambda: 3)
+    admission.admit_accepted()  # full now, but this response frees a slot
+    assert not busy_close(admission, 0.01, 0.001, _no_queue)
+    admission.request("waiter")
+    assert busy_close(admission, 0.01, 0.001, _queue_should_not_be_read)
+
+
+def test_service_time_tracks_recent_requests() -> None:
+    service = ServiceTime()
+    for _ in range(30):
+        service.add(0.010)
+    assert service.mean == pytest.approx(0.010, rel=0.01)
+    for _ in range(30):
+        service.add(0.0001)
+    assert service.mean < 0.001
+
+
+def test_restart_backoff() -> None:
+    backoff = RestartBackoff()
+    assert backoff.delay(uptime=0.1) == 0.0  # a one-off crash: restart at once
+    delays = [backoff.delay(uptime=0.1) for _ in range(10)]
+    assert delays[:3] == [0.5, 1.0, 2.0]
+    assert delays[-1] == MAX_RETRY
+    assert backoff.delay(uptime=60.0) == 0.0  # it ran long enough: start afresh
+
+
+def test_queue_watch_warns_only_when_it_stays_deep() -> None:
+    watch = QueueWatch(patience=3, quiet=60)
+    assert watch.sample(100, 128, 0) is None
+    assert watch.sample(100, 128, 1) is None
+    assert watch.sample(10, 128, 2) is None  # the streak is broken
+    assert [watch.sample(100, 128, t) is not None for t in (3, 4, 5, 6)] == [
+        False,
+        False,
+        True,
+        False,
+    ]
+    message = watch.sample(100, 128, 70)
+    assert message is not None and "--workers" in message and "--max-inflight" in message
+
+
+def _listener(backlog: int = 8) -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    return sock
+
+
+def _wait_depth(sock: socket.socket, depth: int) -> tuple[int, int]:
+    deadline = time.monotonic() + 30
+    while True:
+        queue = accept_queue(sock)
+        assert queue is not None
+        if queue[0] == depth or time.monotonic() > deadline:
+            return queue
+        time.sleep(0.01)
+
+
+def test_accept_queue_depth_and_limit() -> None:
+    with _listener(backlog=8) as listener:
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+        try:
+            assert _wait_depth(listener, 3) == (3, 8)
+            listener.accept()[0].close()
+            assert _wait_depth(listener, 2) == (2, 8)
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_accept_queue_is_none_for_unix_sockets(tmp_path: object) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        assert accept_queue(sock) is None
+
+
+def test_defer_accept_queues_a_connection_only_once_it_sends() -> None:
+    with _listener() as listener, _listener() as control:
+        assert set_defer_accept(listener, 5)
+        with (
+            socket.create_connection(listener.getsockname()) as client,
+            socket.create_connection(control.getsockname()),
+        ):
+            # The later, plain connection is acceptable: the kernel has handled both handshakes.
+            assert _wait_depth(control, 1)[0] == 1
+            queue = accept_queue(listener)
+            assert queue is not None and queue[0] == 0  # connected, silent: not acceptable yet
+            client.sendall(b"GET / HTTP/1.1\r\n")
+            assert _wait_depth(listener, 1)[0] == 1
