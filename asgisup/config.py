@@ -286,10 +286,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("busy_close_min_service", _seconds("a number of seconds >= 0", zero=True), 0.001,
             "Apply --busy-close only while the worker's recent mean service time is at least "
             "this many seconds, so cheap requests keep their keep-alive (0: always)."),
-    Setting("defer_accept", _integer("an integer >= 0 (seconds)", 0, 3600), 0,
+    Setting("defer_accept", _integer("an integer >= 0 (seconds)", 0, 3600), 30,
             "TCP_DEFER_ACCEPT: the kernel hands a connection to a worker only once its first "
             "bytes arrived (or after this many seconds), so an idle pre-opened connection "
-            "takes no worker's slot (0: off)."),
+            "takes no worker's slot (0: off; see docs/admission.md for the measurement)."),
     Setting("loop", _choice("auto", "asyncio", "uvloop"), "auto",
             "Event loop; 'auto' is uvloop when installed."),
     Setting("http", _choice("auto", "h11", "httptools"), "auto",

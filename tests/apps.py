@@ -79,6 +79,16 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         while not os.path.exists(marker):
             await asyncio.sleep(0.01)
         await _json(send, {"pid": os.getpid()})
+    elif path == "/until-disconnect":
+        # Reads until the client goes away, then says so in a file the test reads.
+        messages = []
+        while True:
+            message = await receive()
+            messages.append(message["type"])
+            if message["type"] == "http.disconnect":
+                break
+        with open(query["f"], "w") as file:
+            json.dump(messages, file)
     elif path == "/raise":
         raise RuntimeError("boom from the app")
     elif path == "/raise-after-start":
@@ -127,4 +137,11 @@ async def no_lifespan(scope: Any, receive: Any, send: Any) -> None:
     await _json(send, {"ok": True})
 
 
-raise_on_import = None
+def make_app() -> Any:
+    """An application factory, for --factory."""
+
+    async def built(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await _json(send, {"built": True})
+
+    return built

@@ -241,7 +241,7 @@ NON_DEFAULT = {
     "max_inflight": "2",
     "busy_close": "off",
     "busy_close_min_service": "0.01",
-    "defer_accept": "2",
+    "defer_accept": "0",
     "loop": "asyncio",
     "http": "h11",
     "lifespan": "on",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import ServerProcess, wait_until
 
 
 def address(server: ServerProcess) -> tuple[str, int]:
@@ -171,6 +173,18 @@ def test_expect_continue(server: ServerProcess) -> None:
         sock.sendall(b"abc")
         data = sock.recv(65536)
         assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"abc")
+
+
+def test_client_disconnect_reaches_the_app_quietly(server: ServerProcess, tmp_path: Path) -> None:
+    record = tmp_path / "messages.json"
+    with socket.create_connection(address(server), timeout=30) as sock:
+        sock.sendall(
+            b"POST /until-disconnect?f=%s HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n"
+            b"only part of the body" % str(record).encode()
+        )
+    wait_until(lambda: record.exists() and record.read_text() != "")
+    assert json.loads(record.read_text())[-1] == "http.disconnect"
+    assert "Traceback" not in server.log
 
 
 def test_app_exception_gives_500_and_is_logged(client: httpx.Client, server: ServerProcess) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import textwrap
 import threading
@@ -154,3 +155,23 @@ def test_fastapi_example_spreads_over_workers() -> None:
         hello = httpx.get(server.url + "/", timeout=30).json()
         assert hello["hello"] == "world" and hello["booted_at"] > 0
         assert server.stop() == 0, server.log
+
+
+def test_factory() -> None:
+    with ServerProcess("tests.apps:make_app", "--factory") as server:
+        server.start()
+        assert httpx.get(server.url, timeout=30).json() == {"built": True}
+        assert server.stop() == 0
+
+
+def test_idle_keep_alive_connection_is_closed_after_the_timeout() -> None:
+    with ServerProcess("tests.apps:app", "--timeout-keep-alive", "0.5") as server:
+        server.start()
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"GET /pid HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            assert sock.recv(65536) == b""  # the server closed the idle connection
+            assert time.monotonic() - started < 25
+        assert server.stop() == 0
