@@ -188,6 +188,7 @@ def test_draining_worker_stops_accepting_at_once(tmp_path: Path) -> None:
         holder, held = _hold_in_background(server, marker)
         busy = int(Path(f"{marker}.started").read_text())
         os.kill(busy, signal.SIGTERM)  # this worker drains: it still has room, but must not accept
+        server.wait_for(rf"\[pid {busy}\] draining")
         try:
             with ThreadPoolExecutor(5) as pool:
                 answers = list(

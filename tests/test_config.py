@@ -383,3 +383,12 @@ def test_docs_reference_is_up_to_date() -> None:
 if __name__ == "__main__":
     DOC.write_text(update_reference(DOC.read_text()))
     print(f"rewrote {DOC}")
+
+
+def test_run_raises_config_error_before_starting_anything() -> None:
+    import asgisup
+
+    with pytest.raises(asgisup.ConfigError, match=r"^workers=: expected a positive integer"):
+        asgisup.run("tests.apps:app", workers="many")
+    with pytest.raises(asgisup.ConfigError, match="max_inflight"):
+        asgisup.run("tests.apps:app", max_infligth=1)

@@ -175,3 +175,16 @@ def test_idle_keep_alive_connection_is_closed_after_the_timeout() -> None:
             assert sock.recv(65536) == b""  # the server closed the idle connection
             assert time.monotonic() - started < 25
         assert server.stop() == 0
+
+
+def test_stop_while_workers_boot_is_clean() -> None:
+    """A stop that finds workers still importing the app ends them; nothing is forced."""
+    with ServerProcess(
+        "tests.slow_import:app", "--workers", "2", env={"SLOW_IMPORT_SECONDS": "30"}
+    ) as server:
+        server.start(wait_ready=0)
+        server.wait_for(r"Started worker 2")
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 20  # not the 30 s import, nor a forced kill
+        assert "did not stop in time" not in server.log

@@ -25,6 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import NoReturn
 
 from asgisup.config import Config
 from asgisup.errors import BootError
@@ -155,29 +156,47 @@ class Supervisor:
 
     def _spawn(self, index: int) -> None:
         report_r, report_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child's coverage is collected by the child
-            os.close(report_r)
-            spec = WorkerSpec(
-                index=index + 1,
-                config=self.config,
-                sock=self.sock,
-                app=self.app,
-                report_fd=report_w,
-                lifeline_fd=self._lifeline_r,
-            )
-            child_main(spec, self._close_in_child)
-        os.close(report_w)
-        handle = WorkerHandle(index=index, pid=pid, report_fd=report_r, started=time.monotonic())
-        self.workers[pid] = handle
-        self._selector.register(report_r, selectors.EVENT_READ, handle)
+        # A stop signal arriving mid-fork must reach the supervisor, not a child still
+        # running the supervisor's handlers: both hold it pending until they are ready.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child's coverage is collected by the child
+                self._become_worker(index, report_r, report_w, mask)
+            os.close(report_w)
+            handle = WorkerHandle(index, pid, report_fd=report_r, started=time.monotonic())
+            self.workers[pid] = handle
+            self._selector.register(report_r, selectors.EVENT_READ, handle)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         logger.info("Started worker %d [pid %d]", index + 1, pid)
+
+    def _become_worker(
+        self, index: int, report_r: int, report_w: int, mask: set[int | signal.Signals]
+    ) -> NoReturn:  # pragma: no cover - runs in the child
+        os.close(report_r)
+        spec = WorkerSpec(
+            index=index + 1,
+            config=self.config,
+            sock=self.sock,
+            app=self.app,
+            report_fd=report_w,
+            lifeline_fd=self._lifeline_r,
+        )
+
+        def close_in_child() -> None:
+            self._close_in_child()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+        child_main(spec, close_in_child)
 
     def _close_in_child(self) -> None:
         """In a fresh child: drop the supervisor's fds and signal plumbing."""
         signal.set_wakeup_fd(-1)
         for signum in _HANDLED:
             signal.signal(signum, signal.SIG_DFL)
+        # Ctrl-C reaches the whole process group; the supervisor alone decides what it means.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         self._selector.close()
         for fd in (self._wake_r, self._wake_w, self._lifeline_w):
             os.close(fd)

@@ -18,7 +18,7 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from asgisup.admission import Admission
 from asgisup.config import Config
@@ -166,6 +166,12 @@ async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop
     await stop
     loop.remove_reader(spec.lifeline_fd)
     listener.drain()
+    logger.info(
+        "Worker %d [pid %d] draining: accepting no more, finishing %d connection(s)",
+        spec.index,
+        os.getpid(),
+        len(listener.connections),
+    )
     try:
         await asyncio.wait_for(listener.wait_closed(), config.timeout_graceful_shutdown)
     except asyncio.TimeoutError:
@@ -188,7 +194,7 @@ async def _settle(loop: asyncio.AbstractEventLoop) -> None:
         await asyncio.wait(tasks, timeout=1.0)
 
 
-def child_main(spec: WorkerSpec, close_fds: Callable[[], None]) -> None:
+def child_main(spec: WorkerSpec, close_fds: Callable[[], None]) -> NoReturn:
     """Entry point right after fork: never returns to the caller's stack."""
     code = 1
     try:
