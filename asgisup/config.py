@@ -305,9 +305,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("timeout_graceful_shutdown", _seconds("a number of seconds >= 0", zero=True), 30.0,
             "On stop, wait this long for in-flight requests before closing them (uvicorn waits "
             "forever by default; 30 is gunicorn's graceful_timeout)."),
+    Setting("timeout_worker", _seconds("a number of seconds >= 0", zero=True), 60.0,
+            "A worker whose event loop has been blocked this long is replaced: SIGTERM, then "
+            "SIGKILL 5 s later (0: never)."),
+    Setting("timeout_worker_boot", _seconds("a number of seconds >= 0", zero=True), 120.0,
+            "A worker not ready this long after it started (importing the app and lifespan "
+            "startup) is killed and started again (0: wait forever)."),
+    Setting("max_requests", _integer("an integer >= 0", 0), 0,
+            "Replace a worker after it has served about this many requests; its replacement "
+            "starts first (0: never)."),
+    Setting("max_requests_jitter", _integer("an integer >= 0", 0), 0,
+            "Vary --max-requests by up to this many per worker, so workers do not all recycle "
+            "at once."),
+    Setting("max_worker_memory", _integer("an integer >= 0 (MiB)", 0), 0,
+            "Replace a worker whose resident memory exceeds this many MiB; its replacement "
+            "starts first (0: never)."),
     Setting("log_level", _choice("critical", "error", "warning", "info", "debug", "trace"),
             "info", "Log level."),
     Setting("access_log", _FLAG, True, "Log one line per request."),
+    Setting("log_file", _nullable(_text("a file path", "PATH", empty=False)), None,
+            "Append the log to this file instead of stderr; SIGUSR1 reopens it (logrotate)."),
     Setting("root_path", _text("a string", "PATH"), "",
             "The ASGI root_path, for an app mounted below a path prefix by a proxy."),
     Setting("proxy_headers", _FLAG, True,
@@ -353,8 +370,14 @@ class Config:
     app_dir: str
     timeout_keep_alive: float
     timeout_graceful_shutdown: float
+    timeout_worker: float
+    timeout_worker_boot: float
+    max_requests: int
+    max_requests_jitter: int
+    max_worker_memory: int
     log_level: str
     access_log: bool
+    log_file: str | None
     root_path: str
     proxy_headers: bool
     forwarded_allow_ips: tuple[str, ...]

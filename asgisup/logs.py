@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import weakref
 
 TRACE = 5
 LEVELS = {
@@ -15,6 +17,9 @@ LEVELS = {
     "trace": TRACE,
 }
 
+# The handlers configure_logging installed (a re-configuration replaces them, not the user's).
+_INSTALLED: weakref.WeakSet[logging.Handler] = weakref.WeakSet()
+
 
 class LevelPrefixFormatter(logging.Formatter):
     """``INFO:     message``, like uvicorn's default formatter."""
@@ -24,19 +29,41 @@ class LevelPrefixFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure_logging(level: str, *, access_log: bool) -> None:
-    """Send asgisup's loggers to stderr at ``level``; idempotent."""
+def configure_logging(level: str, *, access_log: bool, log_file: str | None = None) -> None:
+    """Send asgisup's loggers to stderr (or append to ``log_file``) at ``level``; idempotent.
+
+    Raises OSError when ``log_file`` cannot be opened.
+    """
     logging.addLevelName(TRACE, "TRACE")
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler
+    if log_file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    _INSTALLED.add(handler)
     handler.setFormatter(LevelPrefixFormatter("%(levelprefix)s %(message)s"))
     for name in ("asgisup.error", "asgisup.access"):
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
-            if getattr(old, "_asgisup", False):
+            if old in _INSTALLED:
                 logger.removeHandler(old)
-        handler._asgisup = True  # type: ignore[attr-defined]
+                old.close()
         logger.addHandler(handler)
         logger.setLevel(LEVELS[level])
         logger.propagate = False
     if not access_log:
         logging.getLogger("asgisup.access").setLevel(logging.CRITICAL + 1)
+
+
+def reopen_log_files() -> None:
+    """Reopen asgisup's log file (SIGUSR1), so a rotated file is let go and a new one begun."""
+    seen: set[int] = set()
+    for name in ("asgisup.error", "asgisup.access"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.FileHandler) and id(handler) not in seen:
+                seen.add(id(handler))
+                with handler.lock or contextlib.nullcontext():
+                    stream = handler.stream
+                    handler.stream = handler._open()
+                    if stream is not None:
+                        stream.close()

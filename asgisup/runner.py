@@ -58,7 +58,12 @@ def run_config(config: Config) -> int:
 
     Raises the errors listed on :func:`run`.
     """
-    configure_logging(config.log_level, access_log=config.access_log)
+    try:
+        configure_logging(config.log_level, access_log=config.access_log, log_file=config.log_file)
+    except OSError as exc:
+        raise ConfigError(
+            f"--log-file {config.log_file}: cannot open it ({exc.strerror or exc})"
+        ) from None
     loop_name, http_name = resolve_implementations(config)
     config = config.replace(loop=loop_name, http=http_name)
     workers = config.resolved_workers(usable_cpus())

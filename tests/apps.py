@@ -109,14 +109,27 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else b"12345"}
         )
+    elif path == "/grow":
+        _BALLAST.append(bytearray(int(query.get("mb", "1")) * 1024 * 1024))  # touched: resident
+        await _json(send, {"pid": os.getpid(), "ballast_mb": sum(map(len, _BALLAST)) >> 20})
+    elif path == "/orphan":
+        # The shell exits at once; its background child is orphaned to the namespace's init.
+        os.system(f"sleep {float(query.get('s', '1'))} &")
+        await _json(send, {"pid": os.getpid()})
     else:
         await _json(send, {"path": path}, status=404)
+
+
+_BALLAST: list[bytearray] = []
 
 
 async def _lifespan(scope: Any, receive: Any, send: Any) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            crash_after = os.environ.get("ASGISUP_TEST_CRASH_AFTER")
+            if crash_after:  # a worker that dies shortly after every boot
+                asyncio.get_running_loop().call_later(float(crash_after), os._exit, 1)
             if os.environ.get("ASGISUP_TEST_FAIL_STARTUP"):
                 await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
                 return

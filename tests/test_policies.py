@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 
@@ -9,7 +10,14 @@ import pytest
 
 from asgisup.admission import Admission, ServiceTime, busy_close
 from asgisup.sockinfo import accept_queue, set_defer_accept
-from asgisup.supervisor.policy import MAX_RETRY, QueueWatch, RestartBackoff
+from asgisup.supervisor.policy import (
+    MAX_RETRY,
+    MIB,
+    QueueWatch,
+    RestartBackoff,
+    recycle_reason,
+    request_limit,
+)
 
 
 def _no_queue() -> int:
@@ -123,3 +131,21 @@ def test_defer_accept_queues_a_connection_only_once_it_sends() -> None:
             assert queue is not None and queue[0] == 0  # connected, silent: not acceptable yet
             client.sendall(b"GET / HTTP/1.1\r\n")
             assert _wait_depth(listener, 1)[0] == 1
+
+
+def test_request_limit_spreads_recycling() -> None:
+    rng = random.Random(1)
+    assert request_limit(0, 10, rng) is None
+    limits = {request_limit(100, 10, rng) for _ in range(200)}
+    assert min(limits) >= 90 and max(limits) <= 110 and len(limits) > 5  # type: ignore[type-var]
+    small = {request_limit(1, 5, rng) for _ in range(100)}
+    assert 1 in small and small <= set(range(1, 7))  # never below one request
+
+
+def test_recycle_reason() -> None:
+    assert recycle_reason(9, 10, None, 0) is None
+    assert recycle_reason(10, 10, None, 0) == "served 10 requests (--max-requests)"
+    assert recycle_reason(10**6, None, 10**9, 0) is None  # no limits, no recycling
+    assert recycle_reason(0, None, 300 * MIB, 200) == "uses 300 MiB (--max-worker-memory 200)"
+    assert recycle_reason(0, None, 100 * MIB, 200) is None
+    assert recycle_reason(0, None, None, 200) is None  # memory unknown: leave it be

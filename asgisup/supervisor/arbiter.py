@@ -1,4 +1,4 @@
-"""The supervisor's main loop: fork workers, watch them, restart the ones that die, stop.
+"""The supervisor's main loop: fork workers, watch them, replace them, stop.
 
 Contracts (gunicorn's arbiter is the classic model):
 
@@ -6,11 +6,15 @@ Contracts (gunicorn's arbiter is the classic model):
   wake-up pipe (``signal.set_wakeup_fd``) so the loop's ``select`` returns at once.
 * Every child is reaped with ``waitpid(-1, WNOHANG)``, workers and strays alike, so the
   supervisor can run as a container's PID 1.
-* A worker that cannot boot (its report says ``F``) stops the whole server with that error,
-  shown once; restarting it would only fail again.
-* Graceful first, forceful on a deadline: SIGTERM, then SIGKILL once
-  ``timeout_graceful_shutdown`` (plus a margin for lifespan shutdown) has passed. A second
-  SIGINT (Ctrl-C twice) kills at once.
+* The loop converges on "one serving worker per index ``0..size-1``": a missing one is
+  started (after a back-off if its predecessor crashed young); one above ``size`` is drained.
+* Replacing a worker that still serves (rolling restart, recycling) starts the replacement
+  first and drains the old one only once the new one is ready: capacity never drops.
+* A worker that cannot boot with no predecessor to fall back on stops the whole server with
+  that error, shown once; restarting it would only fail again. A replacement that cannot
+  boot is reported and its predecessor keeps serving.
+* Graceful first, forceful on a deadline: SIGTERM, then SIGKILL once the worker's deadline
+  has passed. A second SIGINT (Ctrl-C twice) kills at once.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import selectors
 import signal
 import socket
@@ -29,26 +34,51 @@ from typing import NoReturn
 
 from asgisup.config import Config
 from asgisup.errors import BootError
+from asgisup.logs import reopen_log_files
+from asgisup.scoreboard import Scoreboard, Slot
 from asgisup.sockinfo import accept_queue
-from asgisup.supervisor.policy import QueueWatch, RestartBackoff
+from asgisup.supervisor.policy import QueueWatch, RestartBackoff, recycle_reason, request_limit
+from asgisup.supervisor.procfs import resident_bytes
 from asgisup.worker.process import EXIT_BOOT_FAILED, FAILED, READY, WorkerSpec, child_main
 
 logger = logging.getLogger("asgisup.error")
 
 # Time a worker gets for lifespan shutdown and exit after its graceful deadline.
 STOP_MARGIN = 5.0
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
+# A worker whose loop is blocked gets SIGTERM, then SIGKILL this much later.
+WATCHDOG_GRACE = 5.0
+# The loop wakes at least this often to check heartbeats, boots and recycling.
+TICK = 0.5
+_HANDLED = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGCHLD,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+)
 
 
 @dataclass(eq=False)
 class WorkerHandle:
     index: int
     pid: int
+    slot: int
+    generation: int
     report_fd: int | None
     started: float
+    request_limit: int | None = None
     ready: bool = False
-    stopping: bool = False
+    retiring: bool = False  # no longer counts for its index: replaced or surplus
+    stopping: bool = False  # told to stop (SIGTERM sent)
+    kill_at: float | None = None  # SIGKILL then, if still alive
+    replaces: int | None = None  # pid of the worker it takes over from, once ready
     report: bytearray = field(default_factory=bytearray)
+
+    @property
+    def name(self) -> str:
+        return f"Worker {self.index + 1} [pid {self.pid}]"
 
 
 def describe_exit(status: int) -> str:
@@ -66,17 +96,22 @@ class Supervisor:
         self.sock = sock
         self.app = app
         self.size = workers
+        self.generation = 1
         self.workers: dict[int, WorkerHandle] = {}  # by pid
-        self._backoff = [RestartBackoff() for _ in range(workers)]
-        self._respawns: list[tuple[float, int]] = []  # (due, index)
+        self.board = Scoreboard(max(64, 2 * workers + 8))
+        self._max_size = self.board.slots // 2 - 2
+        self._backoff: dict[int, RestartBackoff] = {}
+        self._not_before: dict[int, float] = {}  # index -> earliest (re)start after a failure
+        self._rolling: deque[int] = deque()  # pids still to replace in a rolling restart
+        self._rolling_now: int | None = None  # pid of the replacement being booted
         self._signals: deque[int] = deque()
         self._selector = selectors.DefaultSelector()
         self._stopping = False
-        self._deadline: float | None = None
         self._forced = False
         self._boot_error: str | None = None
         self._queue_watch = QueueWatch()
         self._next_sample = 0.0
+        self._rng = random.Random()
         self._lifeline_r, self._lifeline_w = os.pipe()
         self._wake_r, self._wake_w = os.pipe()
 
@@ -89,15 +124,15 @@ class Supervisor:
         """
         previous = self._install_signals()
         try:
-            for index in range(self.size):
-                self._spawn(index)
             while not (self._stopping and not self.workers):
+                now = time.monotonic()
+                if not self._stopping:
+                    self._supervise(now)
+                self._enforce_deadlines(now)
+                self._watch_queue(now)
                 self._selector_wait()
                 self._handle_signals()
                 self._reap()
-                self._respawn_due()
-                self._enforce_deadline()
-                self._watch_queue()
         finally:
             self._restore_signals(previous)
             self._close()
@@ -110,11 +145,9 @@ class Supervisor:
         if self._stopping:
             return
         self._stopping = True
-        self._respawns.clear()
-        self._deadline = time.monotonic() + self.config.timeout_graceful_shutdown + STOP_MARGIN
+        self._rolling.clear()
         for handle in self.workers.values():
-            self._signal_worker(handle, signal.SIGTERM)
-            handle.stopping = True
+            self._stop_worker(handle)
 
     # -- signals -------------------------------------------------------------------------
 
@@ -149,30 +182,186 @@ class Supervisor:
                         self.config.timeout_graceful_shutdown,
                     )
                     self.stop()
+            elif self._stopping:
+                continue
             elif signum == signal.SIGHUP:
-                logger.warning("SIGHUP received: rolling restart is not supported yet; ignored")
+                self._begin_rolling_restart()
+            elif signum == signal.SIGTTIN:
+                self._resize(self.size + 1)
+            elif signum == signal.SIGTTOU:
+                self._resize(self.size - 1)
+            elif signum == signal.SIGUSR1:
+                reopen_log_files()
+                for handle in self.workers.values():
+                    self._signal_worker(handle, signal.SIGUSR1)
+                logger.info("SIGUSR1: log files reopened")
+
+    def _begin_rolling_restart(self) -> None:
+        self.generation += 1
+        self._rolling = deque(
+            handle.pid
+            for handle in sorted(self.workers.values(), key=lambda handle: handle.index)
+            if not handle.retiring and handle.pid != self._rolling_now
+        )
+        fresh = (
+            "imports the app afresh" if isinstance(self.app, str) else "runs the same app object"
+        )
+        logger.info(
+            "SIGHUP: rolling restart to generation %d, one worker at a time (each replacement %s)",
+            self.generation,
+            fresh,
+        )
+
+    def _resize(self, size: int) -> None:
+        if not 1 <= size <= self._max_size:
+            logger.warning(
+                "Worker count stays %d: it must be between 1 and %d", self.size, self._max_size
+            )
+            return
+        self.size = size
+        logger.info("Worker count is now %d", size)
+
+    # -- supervision ---------------------------------------------------------------------
+
+    def _supervise(self, now: float) -> None:
+        """Bring the workers to the wanted state: one serving worker per index."""
+        for handle in list(self.workers.values()):
+            if handle.retiring:
+                continue
+            if handle.index >= self.size:
+                logger.info("%s is surplus; stopping it", handle.name)
+                handle.retiring = True
+                self._stop_worker(handle)
+            elif handle.ready:
+                self._check_ready(handle, now)
+            else:
+                self._check_boot(handle, now)
+        serving = {handle.index for handle in self.workers.values() if not handle.retiring}
+        for index in range(self.size):
+            if index not in serving and self._not_before.get(index, 0.0) <= now:
+                self._spawn(index)
+        self._continue_rolling_restart()
+
+    def _check_boot(self, handle: WorkerHandle, now: float) -> None:
+        limit = self.config.timeout_worker_boot
+        if limit and now - handle.started > limit:
+            logger.warning(
+                "%s not ready after %gs (--timeout-worker-boot); killing it", handle.name, limit
+            )
+            if handle.replaces is not None:
+                self._replacement_failed(handle, f"was not ready after {limit:g}s")
+            handle.retiring = handle.stopping = True
+            self._signal_worker(handle, signal.SIGKILL)
+
+    def _check_ready(self, handle: WorkerHandle, now: float) -> None:
+        slot = self.board.read(handle.slot)
+        limit = self.config.timeout_worker
+        blocked = slot.blocked_for(now)
+        if limit and blocked > limit:
+            logger.error(
+                "%s: its event loop has been blocked for %.1fs (--timeout-worker %gs)%s; "
+                "replacing it",
+                handle.name,
+                blocked,
+                limit,
+                _latest_request(slot, now),
+            )
+            handle.retiring = True
+            self._stop_worker(handle, grace=WATCHDOG_GRACE)
+            return
+        if handle.replaces is not None or self._not_before.get(handle.index, 0.0) > now:
+            return
+        resident = resident_bytes(handle.pid) if self.config.max_worker_memory else None
+        reason = recycle_reason(
+            slot.requests, handle.request_limit, resident, self.config.max_worker_memory
+        )
+        if reason is not None:
+            logger.info("%s %s; replacing it", handle.name, reason)
+            self._replace(handle)
+
+    def _replace(self, old: WorkerHandle) -> WorkerHandle:
+        """Start ``old``'s successor; ``old`` is drained once the successor is ready."""
+        old.retiring = True
+        new = self._spawn(old.index)
+        new.replaces = old.pid
+        return new
+
+    def _continue_rolling_restart(self) -> None:
+        if self._rolling_now is not None and self._rolling_now in self.workers:
+            return
+        self._rolling_now = None
+        while self._rolling:
+            old = self.workers.get(self._rolling.popleft())
+            if old is not None and not old.retiring and old.generation < self.generation:
+                self._rolling_now = self._replace(old).pid
+                return
+            if not self._rolling:
+                logger.info(
+                    "Rolling restart done: every worker is of generation %d", self.generation
+                )
+
+    def _became_ready(self, handle: WorkerHandle) -> None:
+        handle.ready = True
+        logger.info("%s ready", handle.name)
+        old = self.workers.get(handle.replaces) if handle.replaces is not None else None
+        handle.replaces = None
+        if old is not None:
+            self._stop_worker(old)
+        if handle.pid == self._rolling_now:
+            self._rolling_now = None
+            if not self._rolling:
+                logger.info(
+                    "Rolling restart done: every worker is of generation %d", self.generation
+                )
+
+    def _log_rolling_done(self) -> None:
+        logger.info("Rolling restart done: every worker is of generation %d", self.generation)
+
+    def _replacement_failed(self, handle: WorkerHandle, why: str) -> None:
+        """A successor died before it was ready: its predecessor keeps serving."""
+        old = self.workers.get(handle.replaces) if handle.replaces is not None else None
+        handle.replaces = None
+        if old is not None and not old.stopping:
+            old.retiring = False
+        delay = self._backoff_for(handle.index).delay(0.0)
+        self._not_before[handle.index] = time.monotonic() + delay
+        if handle.pid == self._rolling_now or self._rolling:
+            self._rolling.clear()
+            self._rolling_now = None
+            logger.error(
+                "%s, a replacement, %s; rolling restart abandoned, the running workers keep "
+                "serving",
+                handle.name,
+                why,
+            )
+        else:
+            logger.error("%s, a replacement, %s; its predecessor keeps serving", handle.name, why)
 
     # -- workers -------------------------------------------------------------------------
 
-    def _spawn(self, index: int) -> None:
+    def _spawn(self, index: int) -> WorkerHandle:
         report_r, report_w = os.pipe()
+        slot = self.board.claim(self.generation, self.config.max_inflight)
         # A stop signal arriving mid-fork must reach the supervisor, not a child still
         # running the supervisor's handlers: both hold it pending until they are ready.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child's coverage is collected by the child
-                self._become_worker(index, report_r, report_w, mask)
+                self._become_worker(index, slot, report_r, report_w, mask)
             os.close(report_w)
-            handle = WorkerHandle(index, pid, report_fd=report_r, started=time.monotonic())
+            handle = WorkerHandle(index, pid, slot, self.generation, report_r, time.monotonic())
             self.workers[pid] = handle
             self._selector.register(report_r, selectors.EVENT_READ, handle)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        c = self.config
+        handle.request_limit = request_limit(c.max_requests, c.max_requests_jitter, self._rng)
         logger.info("Started worker %d [pid %d]", index + 1, pid)
+        return handle
 
     def _become_worker(
-        self, index: int, report_r: int, report_w: int, mask: set[int | signal.Signals]
+        self, index: int, slot: int, report_r: int, report_w: int, mask: set[int | signal.Signals]
     ) -> NoReturn:  # pragma: no cover - runs in the child
         os.close(report_r)
         spec = WorkerSpec(
@@ -182,6 +371,7 @@ class Supervisor:
             app=self.app,
             report_fd=report_w,
             lifeline_fd=self._lifeline_r,
+            slot=self.board.writer(slot),
         )
 
         def close_in_child() -> None:
@@ -196,7 +386,10 @@ class Supervisor:
         for signum in _HANDLED:
             signal.signal(signum, signal.SIG_DFL)
         # Ctrl-C reaches the whole process group; the supervisor alone decides what it means.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The others are for the supervisor; a worker that boots must not die or stop of them.
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the worker's loop handles it once ready
         self._selector.close()
         for fd in (self._wake_r, self._wake_w, self._lifeline_w):
             os.close(fd)
@@ -204,13 +397,22 @@ class Supervisor:
             if handle.report_fd is not None:
                 os.close(handle.report_fd)
 
+    def _stop_worker(self, handle: WorkerHandle, grace: float | None = None) -> None:
+        """SIGTERM now, SIGKILL at the deadline (its drain time unless ``grace`` is given)."""
+        if grace is None:
+            grace = self.config.timeout_graceful_shutdown + STOP_MARGIN
+        if not handle.stopping:
+            handle.stopping = True
+            self._signal_worker(handle, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        handle.kill_at = deadline if handle.kill_at is None else min(handle.kill_at, deadline)
+
     def _selector_wait(self) -> None:
-        timeout = 1.0
+        timeout = TICK
         now = time.monotonic()
-        if self._respawns:
-            timeout = min(timeout, max(0.0, min(due for due, _ in self._respawns) - now))
-        if self._deadline is not None:
-            timeout = min(timeout, max(0.0, self._deadline - now))
+        for handle in self.workers.values():
+            if handle.kill_at is not None:
+                timeout = min(timeout, max(0.0, handle.kill_at - now))
         for key, _ in self._selector.select(timeout):
             if key.fd == self._wake_r:
                 with contextlib.suppress(BlockingIOError):
@@ -231,8 +433,7 @@ class Supervisor:
         if data:
             handle.report += data
             if handle.report == READY:
-                handle.ready = True
-                logger.info("Worker %d [pid %d] ready", handle.index + 1, handle.pid)
+                self._became_ready(handle)
             return
         self._selector.unregister(fd)
         os.close(fd)
@@ -241,9 +442,13 @@ class Supervisor:
             self._boot_failed(handle, handle.report[1:].decode(errors="replace"))
 
     def _boot_failed(self, handle: WorkerHandle, text: str) -> None:
+        if handle.replaces is not None and not self._stopping:
+            self._replacement_failed(handle, f"failed to boot:\n{text}")
+            handle.retiring = True
+            return
         if self._boot_error is None:
             self._boot_error = text or "the worker exited during boot"
-            logger.info("Worker %d [pid %d] failed to boot; stopping", handle.index + 1, handle.pid)
+            logger.info("%s failed to boot; stopping", handle.name)
         self.stop()
 
     def _reap(self) -> None:
@@ -260,44 +465,43 @@ class Supervisor:
                 continue
             while handle.report_fd is not None:  # the worker is gone: its report is complete
                 self._read_report(handle)
+            self.board.free(handle.slot)
             self._worker_exited(handle, status)
 
     def _worker_exited(self, handle: WorkerHandle, status: int) -> None:
         how = describe_exit(status)
-        number = handle.index + 1
-        if self._stopping or handle.stopping:
-            logger.info("Worker %d [pid %d] %s", number, handle.pid, how)
+        if self._stopping or handle.retiring:
+            logger.info("%s %s", handle.name, how)
+            return
+        if handle.replaces is not None:
+            self._replacement_failed(handle, f"{how} before it was ready")
             return
         if os.waitstatus_to_exitcode(status) == EXIT_BOOT_FAILED and not handle.ready:
             self._boot_failed(handle, "")
             return
-        delay = self._backoff[handle.index].delay(time.monotonic() - handle.started)
+        now = time.monotonic()
+        delay = self._backoff_for(handle.index).delay(now - handle.started)
+        self._not_before[handle.index] = now + delay
         logger.warning(
-            "Worker %d [pid %d] %s unexpectedly; restarting%s",
-            number,
-            handle.pid,
+            "%s %s unexpectedly; restarting%s",
+            handle.name,
             how,
             f" in {delay:.1f}s" if delay else "",
         )
-        self._respawns.append((time.monotonic() + delay, handle.index))
 
-    def _respawn_due(self) -> None:
-        if self._stopping or not self._respawns:
-            return
-        now = time.monotonic()
-        due = [entry for entry in self._respawns if entry[0] <= now]
-        self._respawns = [entry for entry in self._respawns if entry[0] > now]
-        for _, index in due:
-            self._spawn(index)
+    def _backoff_for(self, index: int) -> RestartBackoff:
+        return self._backoff.setdefault(index, RestartBackoff())
 
-    def _enforce_deadline(self) -> None:
-        if self._deadline is not None and time.monotonic() >= self._deadline and self.workers:
-            logger.warning("Workers did not stop in time; killing them")
-            self._kill_all()
+    def _enforce_deadlines(self, now: float) -> None:
+        for handle in self.workers.values():
+            if handle.kill_at is not None and now >= handle.kill_at:
+                logger.warning("%s did not stop in time; killing it", handle.name)
+                handle.kill_at = None
+                self._forced = self._forced or self._stopping
+                self._signal_worker(handle, signal.SIGKILL)
 
-    def _watch_queue(self) -> None:
+    def _watch_queue(self, now: float) -> None:
         """Sample the shared accept queue about once a second."""
-        now = time.monotonic()
         if now < self._next_sample or self._stopping:
             return
         self._next_sample = now + 1.0
@@ -309,8 +513,8 @@ class Supervisor:
 
     def _kill_all(self) -> None:
         self._forced = True
-        self._deadline = None
         for handle in self.workers.values():
+            handle.kill_at = None
             self._signal_worker(handle, signal.SIGKILL)
 
     @staticmethod
@@ -323,6 +527,13 @@ class Supervisor:
             if handle.report_fd is not None:
                 os.close(handle.report_fd)
         self._selector.close()
+        self.board.close()
         for fd in (self._wake_r, self._wake_w, self._lifeline_r, self._lifeline_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _latest_request(slot: Slot, now: float) -> str:
+    if not slot.request:
+        return " before its first request"
+    return f"; its latest request: {slot.request}, started {now - slot.request_at:.1f}s ago"

@@ -1,11 +1,14 @@
-"""Supervision decisions without processes: how long to wait before restarting a worker."""
+"""Supervision decisions without processes: when to restart, when to recycle a worker."""
 
 from __future__ import annotations
+
+import random
 
 # A worker that lived this long counts as healthy: its next crash starts the back-off afresh.
 HEALTHY_UPTIME = 10.0
 FIRST_RETRY = 0.5
 MAX_RETRY = 30.0
+MIB = 1024 * 1024
 
 
 class RestartBackoff:
@@ -64,3 +67,26 @@ class QueueWatch:
             "waiting): add workers (--workers) or raise the ceiling (--max-inflight); once it is "
             "full, new connections are dropped and clients retry after about a second"
         )
+
+
+def request_limit(max_requests: int, jitter: int, rng: random.Random) -> int | None:
+    """How many requests one worker serves before it is recycled (None: no limit).
+
+    ``max_requests`` plus or minus up to ``jitter``, at least 1, so workers started together
+    are not all recycled at the same moment.
+    """
+    if max_requests <= 0:
+        return None
+    return max(1, max_requests + rng.randint(-jitter, jitter))
+
+
+def recycle_reason(
+    requests: int, limit: int | None, resident: int | None, max_memory_mib: int
+) -> str | None:
+    """Why a worker that has served ``requests`` and holds ``resident`` bytes should be
+    replaced, as the log says it, or None."""
+    if limit is not None and requests >= limit:
+        return f"served {requests} requests (--max-requests)"
+    if max_memory_mib and resident is not None and resident > max_memory_mib * MIB:
+        return f"uses {resident / MIB:.0f} MiB (--max-worker-memory {max_memory_mib})"
+    return None

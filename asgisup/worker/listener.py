@@ -14,9 +14,11 @@ import asyncio
 import errno
 import logging
 import socket
+import time
 
 from asgisup.admission import Admission, ServiceTime, busy_close
 from asgisup.protocols.http.connection import HttpConnection, HttpSettings
+from asgisup.scoreboard import SlotWriter
 from asgisup.sockinfo import accept_queue
 
 logger = logging.getLogger("asgisup.error")
@@ -39,14 +41,17 @@ class Listener:
         settings: HttpSettings,
         *,
         busy_close_min_service: float | None = None,
+        slot: SlotWriter | None = None,
     ) -> None:
-        """``busy_close_min_service`` None turns the keep-alive policy off."""
+        """``busy_close_min_service`` None turns the keep-alive policy off; ``slot`` is the
+        worker's scoreboard slot, told of every request."""
         self.loop = loop
         self.sock = sock
         self.admission = admission
         self.settings = settings
         self.connections: set[HttpConnection] = set()
         self.accepted = 0
+        self.slot = slot
         self._fd = sock.fileno()
         self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
         self._polling = False
@@ -150,6 +155,14 @@ class Listener:
     def cancel(self, conn: HttpConnection) -> None:
         self.admission.cancel(conn)
         self._sync()
+
+    def serving(self, method: str, path: str) -> None:
+        slot = self.slot
+        if slot is not None:
+            slot.serving(method, path, time.monotonic())
+            slot.load = self.admission.load
+            slot.accepted = self.accepted
+            slot.publish()
 
     def busy_close(self, started: float) -> bool:
         if not self._busy_close:

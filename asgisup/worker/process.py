@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -24,9 +25,11 @@ from asgisup.admission import Admission
 from asgisup.config import Config
 from asgisup.errors import AppLoadError
 from asgisup.loading import load_app
+from asgisup.logs import reopen_log_files
 from asgisup.protocols.http.connection import HttpConnection, HttpSettings
 from asgisup.protocols.http.parsers import parser_factory
 from asgisup.protocols.http.proxy import TrustedProxies
+from asgisup.scoreboard import SlotWriter, State
 from asgisup.types import ASGIApp
 from asgisup.worker.lifespan import Lifespan, LifespanFailure
 from asgisup.worker.listener import Listener
@@ -39,6 +42,9 @@ EXIT_BOOT_FAILED = 3
 READY = b"R"
 FAILED = b"F"
 
+# How often the event loop writes its heartbeat (and counters) to the scoreboard.
+HEARTBEAT_INTERVAL = 1.0
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -50,6 +56,7 @@ class WorkerSpec:
     app: object  # an import string or the application object (inherited through fork)
     report_fd: int
     lifeline_fd: int  # readable (EOF) when the supervisor is gone
+    slot: SlotWriter | None = None  # this worker's scoreboard slot
 
 
 def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
@@ -91,6 +98,9 @@ def run_worker(spec: WorkerSpec) -> int:
     _die_with_parent()
     if _lifeline_cut(spec.lifeline_fd):
         return EXIT_OK  # the supervisor died before the death signal was armed
+    if spec.slot is not None:
+        spec.slot.adopt()
+        spec.slot.publish()
     config = spec.config
     try:
         app = load_app(spec.app, factory=config.factory, app_dir=config.app_dir or None)
@@ -150,6 +160,7 @@ async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop
         admission,
         build_settings(config, app, state),
         busy_close_min_service=config.busy_close_min_service if config.busy_close else None,
+        slot=spec.slot,
     )
     stop: asyncio.Future[None] = loop.create_future()
 
@@ -158,14 +169,20 @@ async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop
             stop.set_result(None)
 
     loop.add_signal_handler(signal.SIGTERM, request_stop)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_log_files)
     loop.add_reader(spec.lifeline_fd, request_stop)
+    heartbeat = Heartbeat(loop, listener, spec.slot) if spec.slot is not None else None
     listener.start()
+    if heartbeat is not None:
+        heartbeat.set_state(State.READY)
     _report(spec.report_fd, READY)
     os.close(spec.report_fd)
 
     await stop
     loop.remove_reader(spec.lifeline_fd)
     listener.drain()
+    if heartbeat is not None:
+        heartbeat.set_state(State.DRAINING)
     logger.info(
         "Worker %d [pid %d] draining: accepting no more, finishing %d connection(s)",
         spec.index,
@@ -184,6 +201,37 @@ async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop
         await _settle(loop)
     await lifespan.shutdown()
     return EXIT_OK
+
+
+class Heartbeat:
+    """Writes the worker's slot from a callback of its event loop, once a second.
+
+    A callback, never a thread: when the app blocks the loop, the heartbeat stops, and the
+    supervisor's watchdog sees how long the loop has been stuck (and on which request).
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, listener: Listener, slot: SlotWriter
+    ) -> None:
+        self.loop = loop
+        self.listener = listener
+        self.slot = slot
+        self._beat()
+
+    def set_state(self, state: State) -> None:
+        self.slot.state = state
+        self._write()
+
+    def _beat(self) -> None:
+        self._write()
+        self.loop.call_later(HEARTBEAT_INTERVAL, self._beat)
+
+    def _write(self) -> None:
+        slot = self.slot
+        slot.heartbeat = time.monotonic()
+        slot.load = self.listener.admission.load
+        slot.accepted = self.listener.accepted
+        slot.publish()
 
 
 async def _settle(loop: asyncio.AbstractEventLoop) -> None:

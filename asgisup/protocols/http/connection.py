@@ -49,6 +49,10 @@ class Gate(Protocol):
         """The connection is gone for good."""
         ...
 
+    def serving(self, method: str, path: str) -> None:
+        """A request starts: the app is about to be called for it."""
+        ...
+
     def busy_close(self, started: float) -> bool:
         """Whether a response to a request that started at loop time ``started`` should close
         its connection rather than keep it alive, to return the client to the shared queue."""
@@ -300,6 +304,8 @@ class HttpConnection(asyncio.Protocol):
         if settings.trusted is not None:
             client, scheme = forwarded(head.headers, client, scheme, settings.trusted)
         root_path = settings.root_path
+        method = head.method.decode("ascii")
+        path = root_path + framing.decode_path(raw_path)
         scope = {
             "type": "http",
             "asgi": _ASGI,
@@ -307,9 +313,9 @@ class HttpConnection(asyncio.Protocol):
             "server": self.server,
             "client": client,
             "scheme": scheme,
-            "method": head.method.decode("ascii"),
+            "method": method,
             "root_path": root_path,
-            "path": root_path + framing.decode_path(raw_path),
+            "path": path,
             "raw_path": root_path.encode() + raw_path if root_path else raw_path,
             "query_string": query,
             "headers": head.headers,
@@ -323,6 +329,7 @@ class HttpConnection(asyncio.Protocol):
             started=self.loop.time(),
         )
         self._cycle = cycle
+        self.gate.serving(method, path)
         cycle.task = self.loop.create_task(cycle.run(settings.app))
 
     def _protocol_error(self, exc: ProtocolError) -> None:

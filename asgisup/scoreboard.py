@@ -1,0 +1,188 @@
+"""The scoreboard: one slot of shared memory per worker, written by the worker, read by the
+supervisor (Apache httpd's scoreboard is the model).
+
+The supervisor maps an anonymous shared region before forking, so every worker inherits it.
+A worker writes only its own slot; the supervisor claims a slot for a worker before forking
+it and frees it after reaping. Readers never block writers: each slot carries a sequence
+number that is odd while a write is under way (a seqlock), and a reader retries until it has
+a copy taken between two equal even numbers.
+
+Times are ``time.monotonic()``: CLOCK_MONOTONIC is system-wide on Linux, so a worker's
+heartbeat and the supervisor's clock compare directly.
+"""
+
+from __future__ import annotations
+
+import enum
+import mmap
+import os
+import struct
+import time
+from dataclasses import dataclass
+
+# seq, pid, generation, state, load, ceiling, accepted, requests, heartbeat, request_at, request
+_SLOT = struct.Struct("=IiIIIIQQdd96s")
+_REQUEST_BYTES = 96
+_SEQ = struct.Struct("=I")
+SLOT_SIZE = 160
+assert _SLOT.size <= SLOT_SIZE
+
+
+class State(enum.IntEnum):
+    FREE = 0
+    BOOTING = 1
+    READY = 2
+    DRAINING = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A consistent copy of one worker's slot."""
+
+    pid: int
+    generation: int
+    state: State
+    load: int  # connections holding work (see docs/admission.md)
+    ceiling: int
+    accepted: int  # connections accepted since boot
+    requests: int  # requests started since boot
+    heartbeat: float  # monotonic time the event loop last ran the heartbeat callback
+    request_at: float  # monotonic time the latest request started
+    request: str  # "METHOD /path" of the latest request to start
+
+    def blocked_for(self, now: float) -> float:
+        """How long the worker's event loop has not beaten."""
+        return max(0.0, now - self.heartbeat)
+
+
+class Scoreboard:
+    """``slots`` slots in memory shared with every process forked after it was made."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._map = mmap.mmap(-1, slots * SLOT_SIZE)
+        self._used = [False] * slots
+
+    def claim(self, generation: int, ceiling: int) -> int:
+        """Reserve a free slot for a worker about to be forked; returns its index.
+
+        Raises LookupError when every slot is taken.
+        """
+        for index, used in enumerate(self._used):
+            if not used:
+                self._used[index] = True
+                writer = SlotWriter(self, index)
+                writer.generation = generation
+                writer.ceiling = ceiling
+                writer.state = State.BOOTING
+                writer.heartbeat = time.monotonic()
+                writer.publish()
+                return index
+        raise LookupError("every scoreboard slot is taken")
+
+    def free(self, index: int) -> None:
+        self._used[index] = False
+        self._map[index * SLOT_SIZE : (index + 1) * SLOT_SIZE] = bytes(SLOT_SIZE)
+
+    @property
+    def free_slots(self) -> int:
+        return self._used.count(False)
+
+    def read(self, index: int) -> Slot:
+        """A consistent copy of slot ``index`` (retries while its worker is writing)."""
+        offset = index * SLOT_SIZE
+        while True:
+            fields = _SLOT.unpack_from(self._map, offset)
+            (seq,) = _SEQ.unpack_from(self._map, offset)
+            if seq == fields[0] and not seq & 1:
+                break
+            os.sched_yield()
+        _, pid, generation, state, load, ceiling, accepted, requests, beat, at, request = fields
+        return Slot(
+            pid,
+            generation,
+            State(state),
+            load,
+            ceiling,
+            accepted,
+            requests,
+            beat,
+            at,
+            request.rstrip(b"\0").decode("utf-8", "replace"),
+        )
+
+    def close(self) -> None:
+        self._map.close()
+
+    def writer(self, index: int) -> SlotWriter:
+        return SlotWriter(self, index)
+
+
+class SlotWriter:
+    """A worker's handle on its own slot: set the fields, then :meth:`publish`."""
+
+    __slots__ = (
+        "_map",
+        "_offset",
+        "_seq",
+        "accepted",
+        "ceiling",
+        "generation",
+        "heartbeat",
+        "load",
+        "pid",
+        "request",
+        "request_at",
+        "requests",
+        "state",
+    )
+
+    def __init__(self, board: Scoreboard, index: int) -> None:
+        self._map = board._map
+        self._offset = index * SLOT_SIZE
+        (self._seq,) = _SEQ.unpack_from(self._map, self._offset)
+        self._seq += self._seq & 1
+        self.pid = 0
+        self.generation = 0
+        self.state = State.FREE
+        self.load = 0
+        self.ceiling = 0
+        self.accepted = 0
+        self.requests = 0
+        self.heartbeat = 0.0
+        self.request_at = 0.0
+        self.request = b""
+
+    def adopt(self) -> None:
+        """In the worker: take over what the supervisor wrote at claim time."""
+        board_view = _SLOT.unpack_from(self._map, self._offset)
+        self.generation, self.ceiling = board_view[2], board_view[5]
+        self.pid = os.getpid()
+        self.heartbeat = time.monotonic()
+
+    def serving(self, method: str, path: str, now: float) -> None:
+        """Record the request that starts now (the watchdog names it if the loop blocks)."""
+        self.requests += 1
+        self.request_at = now
+        self.request = f"{method} {path}".encode("utf-8", "replace")[:_REQUEST_BYTES]
+
+    def publish(self) -> None:
+        busy = self._seq + 1  # odd: a write is under way
+        _SEQ.pack_into(self._map, self._offset, busy)
+        _SLOT.pack_into(
+            self._map,
+            self._offset,
+            busy,
+            self.pid,
+            self.generation,
+            self.state,
+            self.load,
+            self.ceiling,
+            self.accepted,
+            self.requests,
+            self.heartbeat,
+            self.request_at,
+            self.request,
+        )
+        self._seq = busy + 1
+        _SEQ.pack_into(self._map, self._offset, self._seq)

@@ -1,0 +1,68 @@
+"""The shared-memory scoreboard: slots written by one process are read by another."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from asgisup.scoreboard import Scoreboard, State
+
+
+def test_claim_write_read_free() -> None:
+    board = Scoreboard(2)
+    first = board.claim(generation=3, ceiling=1)
+    second = board.claim(generation=3, ceiling=1)
+    assert {first, second} == {0, 1} and board.free_slots == 0
+    with pytest.raises(LookupError):
+        board.claim(generation=3, ceiling=1)
+    slot = board.read(first)
+    assert (slot.generation, slot.ceiling, slot.state) == (3, 1, State.BOOTING)
+    board.free(first)
+    assert board.read(first).state == State.FREE and board.free_slots == 1
+    assert board.claim(generation=4, ceiling=2) == first
+    board.close()
+
+
+def test_a_forked_writer_is_seen_by_the_parent() -> None:
+    board = Scoreboard(4)
+    index = board.claim(generation=7, ceiling=2)
+    pid = os.fork()
+    if pid == 0:  # the worker's side
+        writer = board.writer(index)
+        writer.adopt()
+        writer.state = State.READY
+        writer.load = 2
+        writer.accepted = 5
+        writer.serving("GET", "/é" + "x" * 200, time.monotonic())
+        writer.publish()
+        os._exit(0)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    slot = board.read(index)
+    assert (slot.pid, slot.generation, slot.ceiling) == (pid, 7, 2)
+    assert (slot.state, slot.load, slot.accepted, slot.requests) == (State.READY, 2, 5, 1)
+    assert slot.request.startswith("GET /éxxx") and len(slot.request.encode()) <= 96
+    assert 0 <= slot.blocked_for(time.monotonic()) < 60
+    board.close()
+
+
+def test_reader_never_sees_a_half_written_slot() -> None:
+    """Many writes from a child while the parent reads: every copy is one whole write."""
+    board = Scoreboard(1)
+    index = board.claim(generation=1, ceiling=1)
+    pid = os.fork()
+    if pid == 0:
+        writer = board.writer(index)
+        writer.adopt()
+        for n in range(1, 20001):
+            writer.load = writer.accepted = writer.requests = n
+            writer.publish()
+        os._exit(0)
+    seen = 0
+    while os.waitpid(pid, os.WNOHANG)[0] == 0:
+        slot = board.read(index)
+        assert slot.load == slot.accepted == slot.requests
+        seen += 1
+    assert board.read(index).requests == 20000 and seen > 0
+    board.close()
