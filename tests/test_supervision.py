@@ -324,3 +324,18 @@ def test_as_pid_1_it_reaps_orphans_and_exits_cleanly() -> None:
         assert all(state != "Z" for _, state, _ in _children(supervisor))
         os.kill(supervisor, signal.SIGTERM)  # unshare itself ignores SIGTERM while it waits
         assert server.wait() == 0
+
+
+def test_second_interrupt_stops_at_once(tmp_path: Path) -> None:
+    marker = tmp_path / "never"  # the held request is never released
+    with ServerProcess("tests.apps:app", "--timeout-graceful-shutdown", "600") as server:
+        server.start()
+        holder, held = _hold(server, marker)
+        server.signal(signal.SIGINT)
+        server.wait_for(r"Shutting down \(SIGINT\)")
+        server.wait_for(r"draining: accepting no more, finishing 1 connection")
+        server.signal(signal.SIGINT)
+        server.wait_for(r"Second interrupt: stopping workers now")
+        assert server.wait() == 1  # forced: long before the 600 s graceful deadline
+        holder.join(TIMEOUT)
+        assert "error" in held
