@@ -302,6 +302,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Look for the application's module in this directory (put first on sys.path)."),
     Setting("timeout_keep_alive", _seconds("a number of seconds > 0", zero=False), 5.0,
             "Close an idle keep-alive connection after this many seconds."),
+    Setting("timeout_request_head", _seconds("a number of seconds > 0", zero=False), 10.0,
+            "A client that has begun a request must complete its line and headers within this "
+            "many seconds of the connection opening or of the previous response (slowloris); "
+            "else 408 and close."),
+    Setting("timeout_client_stall", _seconds("a number of seconds > 0", zero=False), 60.0,
+            "Close a connection whose client sends none of an awaited request body, or reads "
+            "none of a response held back by flow control, for this many seconds."),
+    Setting("max_request_head_size", _integer("an integer from 1024 to 1048576 (bytes)",
+            1024, 1024 * 1024), 64 * 1024,
+            "Largest request line plus headers, in bytes; larger gets 431."),
+    Setting("max_request_headers", _integer("an integer from 1 to 10000", 1, 10000), 100,
+            "Most header fields in a request; more gets 431."),
+    Setting("max_request_body_size", _integer("an integer >= 0 (bytes)", 0), 0,
+            "Largest request body in bytes; larger gets 413 (0: no limit)."),
     Setting("timeout_graceful_shutdown", _seconds("a number of seconds >= 0", zero=True), 30.0,
             "On stop, wait this long for in-flight requests before closing them (uvicorn waits "
             "forever by default; 30 is gunicorn's graceful_timeout)."),
@@ -369,6 +383,11 @@ class Config:
     factory: bool
     app_dir: str
     timeout_keep_alive: float
+    timeout_request_head: float
+    timeout_client_stall: float
+    max_request_head_size: int
+    max_request_headers: int
+    max_request_body_size: int
     timeout_graceful_shutdown: float
     timeout_worker: float
     timeout_worker_boot: float

@@ -109,6 +109,18 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else b"12345"}
         )
+    elif path == "/big":  # a large streamed response; records how much went out
+        chunk = b"x" * 65536
+        sent = 0
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            for _ in range(int(query.get("mb", "100")) * 16):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                sent += len(chunk)
+            await send({"type": "http.response.body", "body": b""})
+        except OSError:  # the client is gone (ASGI 2.4: send raises)
+            with open(query["f"], "w") as file:
+                file.write(str(sent))
     elif path == "/grow":
         _BALLAST.append(bytearray(int(query.get("mb", "1")) * 1024 * 1024))  # touched: resident
         await _json(send, {"pid": os.getpid(), "ballast_mb": sum(map(len, _BALLAST)) >> 20})

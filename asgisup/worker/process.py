@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import signal
@@ -130,9 +131,13 @@ def build_settings(config: Config, app: ASGIApp, state: dict[str, Any]) -> HttpS
     )
     return HttpSettings(
         app=app,
-        parser=parser_factory(config.http),
+        parser=functools.partial(parser_factory(config.http), config.max_request_head_size),
         root_path=config.root_path,
         timeout_keep_alive=float(config.timeout_keep_alive),
+        timeout_request_head=config.timeout_request_head,
+        timeout_client_stall=config.timeout_client_stall,
+        max_request_headers=config.max_request_headers,
+        max_request_body_size=config.max_request_body_size,
         access_log=config.access_log
         and logging.getLogger("asgisup.access").isEnabledFor(logging.INFO),
         server_header=config.server_header,

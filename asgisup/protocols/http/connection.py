@@ -26,6 +26,9 @@ from asgisup.types import ASGIApp
 
 logger = logging.getLogger("asgisup.error")
 
+# The transport's write buffer above which send() waits for the client to read.
+WRITE_HIGH_WATER = 64 * 1024
+
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 
 
@@ -67,6 +70,10 @@ class HttpSettings:
     parser: Callable[[], Parser]
     root_path: str = ""
     timeout_keep_alive: float = 5.0
+    timeout_request_head: float = 10.0
+    timeout_client_stall: float = 60.0
+    max_request_headers: int = 100
+    max_request_body_size: int = 0  # 0: no limit
     access_log: bool = True
     server_header: bool = True
     date_header: bool = True
@@ -89,8 +96,10 @@ class HttpConnection(asyncio.Protocol):
         "_events",
         "_idle_timer",
         "_parser",
+        "_partial",
         "_raw",
         "_reading",
+        "_wait_start",
         "client",
         "closing",
         "gate",
@@ -113,6 +122,8 @@ class HttpConnection(asyncio.Protocol):
         self._raw = bytearray()  # bytes received while waiting for a slot, not parsed yet
         self._cycle: RequestCycle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._wait_start = 0.0  # when the wait for the next request head began
+        self._partial = False  # bytes of that request arrived (the client has begun it)
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._reading = True
         self.transport: asyncio.Transport | None = None
@@ -138,10 +149,13 @@ class HttpConnection(asyncio.Protocol):
             self.server = (str(local[0]), int(local[1]))
         elif isinstance(local, str):
             self.server = (local, None)
+        # Bounded memory for a client that does not read: send() waits above this mark.
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         # A connection that never sends a request must not hold a slot for ever.
         self._start_idle_timer()
 
     def data_received(self, data: bytes) -> None:
+        self._partial = True
         if self.waiting:
             self._raw += data  # the transport may deliver a little after pause_reading()
             return
@@ -223,11 +237,24 @@ class HttpConnection(asyncio.Protocol):
         return self.settings.default_headers()
 
     async def drain(self) -> None:
+        """Wait while the client is not reading; give up on one that stalls too long."""
         if not self.write_paused or self.closing:
             return
         waiter = self.loop.create_future()
         self._drain_waiters.append(waiter)
-        await waiter
+        timer = self.loop.call_later(self.settings.timeout_client_stall, self.stalled)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+
+    def stalled(self) -> None:
+        """The client neither sent an awaited body nor read the response in time: drop it."""
+        logger.debug(
+            "Client %s stalled for %ss; closing", self.client, self.settings.timeout_client_stall
+        )
+        if self.transport is not None:
+            self.transport.abort()
 
     def body_consumed(self) -> None:
         if not self._reading:
@@ -287,6 +314,10 @@ class HttpConnection(asyncio.Protocol):
             elif not cycle.request_complete:
                 event = events.popleft()
                 if isinstance(event, Body):
+                    limit = self.settings.max_request_body_size
+                    if limit and cycle.body_size + len(event.data) > limit:
+                        self._protocol_error(ProtocolError(413, "request body too large"))
+                        return
                     cycle.body_received(event.data)
                 else:
                     cycle.end_received()
@@ -295,10 +326,14 @@ class HttpConnection(asyncio.Protocol):
         self._update_reading()
 
     def _start_cycle(self, head: RequestHead) -> None:
-        framing.validate_head(head)
+        settings = self.settings
+        framing.validate_head(head, settings.max_request_headers)
+        if settings.max_request_body_size:
+            for name, value in head.headers:
+                if name == b"content-length" and int(value) > settings.max_request_body_size:
+                    raise ProtocolError(413, "request body larger than --max-request-body-size")
         raw_path, query = framing.split_target(head.target)
         self._cancel_idle_timer()
-        settings = self.settings
         client: tuple[str, int] | None = self.client
         scheme = settings.scheme
         if settings.trusted is not None:
@@ -366,8 +401,14 @@ class HttpConnection(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def _start_idle_timer(self) -> None:
+        """Wait for the next request: closed when idle for --timeout-keep-alive, or with 408
+        once a begun head is still incomplete after --timeout-request-head."""
         self._cancel_idle_timer()
-        self._idle_timer = self.loop.call_later(self.settings.timeout_keep_alive, self._idle)
+        self._wait_start = self.loop.time()
+        self._partial = False
+        settings = self.settings
+        first = min(settings.timeout_keep_alive, settings.timeout_request_head)
+        self._idle_timer = self.loop.call_later(first, self._idle)
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_timer is not None:
@@ -376,7 +417,17 @@ class HttpConnection(asyncio.Protocol):
 
     def _idle(self) -> None:
         self._idle_timer = None
-        if self._cycle is None and not self.waiting and not self._events:
+        if self._cycle is not None or self.waiting or self._events:
+            return
+        settings = self.settings
+        limit = settings.timeout_request_head if self._partial else settings.timeout_keep_alive
+        left = self._wait_start + limit - self.loop.time()
+        if left > 0:
+            self._idle_timer = self.loop.call_later(left, self._idle)
+        elif self._partial:
+            logger.debug("Client %s sent an incomplete request head for %ss", self.client, limit)
+            self._protocol_error(ProtocolError(408, "request head not received in time"))
+        else:
             self.close()
 
     def _wake_drain_waiters(self) -> None:

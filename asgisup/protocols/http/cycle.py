@@ -40,6 +40,7 @@ class RequestCycle:
         "_remaining",
         "_start",
         "_waiter",
+        "body_size",
         "buffered",
         "disconnected",
         "expect_continue",
@@ -72,6 +73,7 @@ class RequestCycle:
         self.expect_continue = expect_continue
         self._body: list[bytes] = []
         self.buffered = 0
+        self.body_size = 0  # request body bytes received so far
         self._body_done = False  # the last http.request message was handed to the app
         self.request_complete = False
         self.disconnected = False
@@ -95,6 +97,7 @@ class RequestCycle:
         if data:
             self._body.append(data)
             self.buffered += len(data)
+            self.body_size += len(data)
             self._wake()
 
     def end_received(self) -> None:
@@ -124,10 +127,13 @@ class RequestCycle:
                 self._body_done = self.request_complete
                 self._conn.body_consumed()
                 return {"type": "http.request", "body": body, "more_body": not self._body_done}
-            self._waiter = self._conn.loop.create_future()
+            loop = self._conn.loop
+            self._waiter = loop.create_future()
+            timer = loop.call_later(self._conn.settings.timeout_client_stall, self._conn.stalled)
             try:
                 await self._waiter
             finally:
+                timer.cancel()
                 self._waiter = None
 
     async def send(self, message: Message) -> None:

@@ -51,26 +51,62 @@ def decode_path(raw_path: bytes) -> str:
     return unquote(raw_path.decode("ascii", "surrogateescape"), errors="surrogateescape")
 
 
-def validate_head(head: RequestHead) -> None:
-    """Checks both parsers must make identically; raises ProtocolError (400).
+# Longer than this many digits, a Content-Length is no size any client sends (and the
+# request could never be received); refusing it keeps every parser away from overflow.
+_MAX_LENGTH_DIGITS = 18
 
+
+def validate_head(head: RequestHead, max_headers: int = 100) -> None:
+    """Checks both parsers must make identically; raises ProtocolError.
+
+    - HTTP/1.0 and HTTP/1.1 only: another version gets 505 (RFC 9110 §15.6.6); HTTP/0.9's
+      version-less request line gets 400.
+    - More than ``max_headers`` header fields: 431 (RFC 6585 §5).
     - HTTP/1.1 requires exactly one Host field (RFC 9112 §3.2).
-    - Content-Length together with Transfer-Encoding is a request-smuggling vector
-      (RFC 9112 §6.1): refuse it rather than pick one.
+    - Content-Length must be one field of digits (RFC 9112 §6.3: an invalid or repeated one is
+      unrecoverable framing); together with Transfer-Encoding it is a request-smuggling vector
+      (RFC 9112 §6.1, §11.2): refuse it rather than pick one.
+    - Transfer-Encoding only on HTTP/1.1, with ``chunked`` exactly once and last (RFC 9112
+      §6.1, §6.3): otherwise 400; another coding before it is not implemented: 501.
     """
+    if head.http_version not in ("1.1", "1.0"):
+        if head.http_version in ("0.9", "0.0"):
+            raise ProtocolError(400, "no HTTP version in the request line")
+        raise ProtocolError(505, f"HTTP/{head.http_version} is not supported")
+    if len(head.headers) > max_headers:
+        raise ProtocolError(431, f"more than {max_headers} header fields")
     hosts = 0
-    has_length = has_coding = False
-    for name, _ in head.headers:
+    lengths: list[bytes] = []
+    codings: list[bytes] = []
+    for name, value in head.headers:
         if name == b"host":
             hosts += 1
         elif name == b"content-length":
-            has_length = True
+            lengths.append(value)
         elif name == b"transfer-encoding":
-            has_coding = True
+            codings.extend(part.strip().lower() for part in value.split(b","))
     if head.http_version == "1.1" and hosts != 1:
         raise ProtocolError(400, "missing Host header" if hosts == 0 else "duplicate Host header")
-    if has_length and has_coding:
-        raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
+    if lengths:
+        if codings:
+            raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
+        if len(lengths) > 1:
+            raise ProtocolError(400, "more than one Content-Length")
+        value = lengths[0].strip(b" \t")
+        if not value.isdigit() or len(value) > _MAX_LENGTH_DIGITS:
+            raise ProtocolError(400, "invalid Content-Length")
+    if codings:
+        if head.http_version == "1.0":
+            raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        check_transfer_codings(codings)
+
+
+def check_transfer_codings(codings: list[bytes]) -> None:
+    """``chunked`` exactly once and last, else 400; any other coding: 501 (RFC 9112 §6.1)."""
+    if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        raise ProtocolError(400, "Transfer-Encoding must end with chunked, once")
+    if len(codings) > 1:
+        raise ProtocolError(501, "transfer coding not implemented")
 
 
 def _has_token(value: bytes, token: bytes) -> bool:

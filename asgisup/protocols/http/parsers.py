@@ -20,7 +20,7 @@ from asgisup.protocols.http.events import (
     ProtocolError,
     RequestHead,
 )
-from asgisup.protocols.http.framing import request_keep_alive
+from asgisup.protocols.http.framing import check_transfer_codings, request_keep_alive
 
 # Request line plus header section. h11's own limit has the same meaning
 # (max_incomplete_event_size); httptools has none, so it is counted below.
@@ -40,65 +40,106 @@ class H11Parser:
     each request a fresh h11 connection takes over the unparsed bytes (``trailing_data``).
     """
 
-    __slots__ = ("_conn", "_done")
+    __slots__ = ("_conn", "_done", "_head", "_last", "_max_head")
 
-    def __init__(self) -> None:
+    def __init__(self, max_head_size: int = MAX_HEAD_SIZE) -> None:
+        self._max_head = max_head_size
         self._conn = self._new()
         self._done = False
+        self._head: bytearray | None = bytearray()  # raw bytes of the head being received
+        self._last: RequestHead | None = None  # the latest request's head (maybe fed earlier)
 
-    @staticmethod
-    def _new() -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+    def _next_request(self) -> None:
+        """A fresh h11 connection for the next request, fed what followed the last one."""
+        rest, _ = self._conn.trailing_data
+        self._conn = self._new()
+        self._head = bytearray(rest)
+        if rest:
+            self._conn.receive_data(rest)
+
+    def _new(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
 
     def feed(self, data: bytes) -> list[Event]:
         if self._done:
             return []
+        if self._head is not None and len(self._head) <= self._max_head:
+            self._head += data
         self._conn.receive_data(data)
         events: list[Event] = []
         while True:
             try:
                 event = self._conn.next_event()
             except h11.RemoteProtocolError as exc:
+                if exc.error_status_hint == 501 and self._head is not None:
+                    # h11 refuses every coding but chunked alone; judge them as for llhttp.
+                    check_transfer_codings(_raw_field(self._head, b"transfer-encoding"))
                 raise ProtocolError(exc.error_status_hint, str(exc)) from None
             if event is h11.NEED_DATA:
                 return events
             if event is h11.PAUSED:
-                rest, _ = self._conn.trailing_data
-                self._conn = self._new()
-                if not rest:
-                    return events
-                self._conn.receive_data(rest)
+                self._next_request()
             elif isinstance(event, h11.Request):
-                headers = list(event.headers)
+                headers = _strict_headers(self._head or b"", list(event.headers))
+                self._head = None
                 # h11 checks its limit only while the head is incomplete; count it the same
                 # way as for httptools so both parsers draw the line at the same size.
                 size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in headers)
-                if size > MAX_HEAD_SIZE:
+                if size > self._max_head:
                     raise ProtocolError(431, "request head too large")
-                events.append(
-                    RequestHead(
-                        method=event.method,
-                        target=event.target,
-                        http_version=event.http_version.decode("ascii"),
-                        headers=headers,
-                    )
+                self._last = RequestHead(
+                    method=event.method,
+                    target=event.target,
+                    http_version=event.http_version.decode("ascii"),
+                    headers=headers,
                 )
+                events.append(self._last)
             elif isinstance(event, h11.Data):
                 events.append(Body(bytes(event.data)))
             elif isinstance(event, h11.EndOfMessage):
                 events.append(END_OF_REQUEST)
                 if self._conn.their_state is h11.MUST_CLOSE:
                     # h11 never keeps HTTP/1.0 alive; the shared rule decides for both parsers.
-                    head = next(e for e in reversed(events) if isinstance(e, RequestHead))
-                    if not request_keep_alive(head):
+                    assert self._last is not None  # h11 ends no message it did not begin
+                    if not request_keep_alive(self._last):
                         self._done = True  # the client's last request: nothing more is parsed
                         return events
-                    rest, _ = self._conn.trailing_data
-                    self._conn = self._new()
-                    if rest:
-                        self._conn.receive_data(rest)
+                    self._next_request()
             else:  # pragma: no cover - ConnectionClosed needs receive_data(b""), never fed
                 return events
+
+
+def _strict_headers(raw: bytes | bytearray, headers: Headers) -> Headers:
+    """Hold h11 to llhttp's strictness, from the raw bytes of the head.
+
+    h11 accepts a bare LF as a line end and obsolete line folding, and merges repeated or
+    listed Content-Length values into one; llhttp refuses all of these. Here they are refused
+    too (400), and the raw Content-Length fields replace h11's merged one so that
+    ``framing.validate_head`` judges the same values for both parsers.
+    """
+    end = raw.find(b"\r\n\r\n")
+    head = bytes(raw[: end + 2] if end >= 0 else raw)
+    if head.count(b"\n") != head.count(b"\r\n"):
+        raise ProtocolError(400, "bare LF in the request head")
+    if b"\r\n " in head or b"\r\n\t" in head:
+        raise ProtocolError(400, "obsolete line folding")
+    lengths = _raw_field(head, b"content-length")
+    if not lengths:
+        return headers
+    return [(n, v) for n, v in headers if n != b"content-length"] + [
+        (b"content-length", value) for value in lengths
+    ]
+
+
+def _raw_field(head: bytes | bytearray, name: bytes) -> list[bytes]:
+    """The values of field ``name`` (lowercase) in a raw head, comma-separated parts split."""
+    prefix = name + b":"
+    return [
+        part.strip(b" \t").lower()
+        for line in bytes(head).split(b"\r\n")
+        if line[: len(prefix)].lower() == prefix
+        for part in line[len(prefix) :].split(b",")
+    ]
 
 
 class HttptoolsParser:
@@ -110,14 +151,16 @@ class HttptoolsParser:
         "_head",
         "_head_size",
         "_headers",
+        "_max_head",
         "_parser",
         "_too_large",
         "_url",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, max_head_size: int = MAX_HEAD_SIZE) -> None:
         import httptools
 
+        self._max_head = max_head_size
         self._parser = httptools.HttpRequestParser(self)
         self._events: list[Event] = []
         self._headers: Headers = []
@@ -129,7 +172,7 @@ class HttptoolsParser:
 
     def _grow_head(self, size: int) -> None:
         self._head_size += size
-        if self._head_size > MAX_HEAD_SIZE:
+        if self._head_size > self._max_head:
             self._too_large = True
             # Raising stops llhttp at once; feed() turns it into a 431.
             raise ProtocolError(431, "request head too large")
