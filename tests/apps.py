@@ -121,6 +121,23 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         except OSError:  # the client is gone (ASGI 2.4: send raises)
             with open(query["f"], "w") as file:
                 file.write(str(sent))
+    elif path == "/misbehave":  # the app breaks the ASGI protocol in one of several ways
+        how = query.get("how", "")
+        start = {"type": "http.response.start", "status": 200, "headers": []}
+        if how == "body-first":
+            await send({"type": "http.response.body", "body": b"too early"})
+        elif how == "status-text":
+            await send({**start, "status": "200"})
+        elif how == "header-newline":
+            await send({**start, "headers": [(b"x-a", b"1\r\nx-injected: 1")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+        elif how == "after-end":
+            await send(start)
+            await send({"type": "http.response.body", "body": b"done"})
+            await send({"type": "http.response.body", "body": b"more"})
+        elif how == "short-length":
+            await send({**start, "headers": [(b"content-length", b"10")]})
+            await send({"type": "http.response.body", "body": b"short"})
     elif path == "/grow":
         _BALLAST.append(bytearray(int(query.get("mb", "1")) * 1024 * 1024))  # touched: resident
         await _json(send, {"pid": os.getpid(), "ballast_mb": sum(map(len, _BALLAST)) >> 20})

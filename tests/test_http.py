@@ -235,3 +235,26 @@ def test_proxy_headers_from_trusted_peer(client: httpx.Client) -> None:
     ).json()
     assert scope["client"] == ["203.0.113.7", 0]
     assert scope["scheme"] == "https"
+
+
+@pytest.mark.parametrize(
+    ("how", "status"),
+    [("body-first", 500), ("status-text", 500), ("header-newline", 500), ("after-end", 200)],
+)
+def test_app_breaking_the_protocol_is_logged_once(
+    server: ServerProcess, how: str, status: int
+) -> None:
+    before = server.log.count("Exception in ASGI application")
+    response = httpx.get(f"{server.url}/misbehave?how={how}", timeout=30)
+    assert response.status_code == status
+    assert b"Traceback" not in response.content and b"injected" not in response.headers.raw[0]
+    server.wait_for(r"^RuntimeError: ")
+    assert httpx.get(f"{server.url}/pid", timeout=30).status_code == 200  # the worker lives on
+    assert server.log.count("Exception in ASGI application") == before + 1
+
+
+def test_response_shorter_than_its_length_closes_the_connection(server: ServerProcess) -> None:
+    request = b"GET /misbehave?how=short-length HTTP/1.1\r\nHost: h\r\n\r\n"
+    received = raw_exchange(server, request)
+    assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"short")
+    server.wait_for(r"RuntimeError: response body shorter than its content-length")
