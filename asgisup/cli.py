@@ -110,8 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     Raises nothing for a user's mistake: a bad option exits 2 and an error from the server
     (AsgisupError) exits with its ``exit_code``, each after one ``asgisup: error:`` line.
     """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["status"]:
+        from asgisup.status import main as status_main
+
+        return status_main(argv[1:])
     try:
-        config = config_from_argv(sys.argv[1:] if argv is None else argv, os.environ)
+        config = config_from_argv(argv, os.environ)
     except ConfigError as exc:
         _fail(" ".join(str(exc).splitlines()))
         return 2

@@ -206,6 +206,19 @@ def _to_app(value: object) -> object:
     raise _Rejected
 
 
+def _to_url_path(value: object) -> object:
+    if (
+        isinstance(value, str)
+        and value.startswith("/")
+        and value.isprintable()
+        and " " not in value
+    ):
+        return value
+    raise _Rejected
+
+
+_URL_PATH = Kind("a path starting with /", _to_url_path, "PATH")
+
 _FLAG = Kind("true or false (1/0, yes/no, on/off)", _to_bool, boolean=True,
              show=lambda value: "true" if value else "false")  # fmt: skip
 
@@ -334,6 +347,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_worker_memory", _integer("an integer >= 0 (MiB)", 0), 0,
             "Replace a worker whose resident memory exceeds this many MiB; its replacement "
             "starts first (0: never)."),
+    Setting("metrics_bind", _nullable(_text("HOST:PORT or a Unix socket path", "ADDRESS",
+            empty=False)), None,
+            "Serve /metrics (Prometheus), /status and the --health-path from the supervisor "
+            "on this address (it answers while every worker is busy)."),
+    Setting("health_path", _nullable(_URL_PATH), None,
+            "Answer this path without calling the app: on --metrics-bind 200 while the "
+            "server can take work, else 503; on the server's own port 200."),
+    Setting("health_queue_threshold", _integer("an integer >= 0", 0), 0,
+            "The --health-path says 503 when every worker is full and more than this many "
+            "connections wait in the accept queue."),
+    Setting("pid_file", _nullable(_text("a file path", "PATH", empty=False)), None,
+            "Write the supervisor's pid to this file (for 'asgisup status' and scripts)."),
     Setting("log_level", _choice("critical", "error", "warning", "info", "debug", "trace"),
             "info", "Log level."),
     Setting("access_log", _FLAG, True, "Log one line per request."),
@@ -394,6 +419,10 @@ class Config:
     max_requests: int
     max_requests_jitter: int
     max_worker_memory: int
+    metrics_bind: str | None
+    health_path: str | None
+    health_queue_threshold: int
+    pid_file: str | None
     log_level: str
     access_log: bool
     log_file: str | None

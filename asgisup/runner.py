@@ -10,10 +10,12 @@ import sys
 from typing import Any
 
 from asgisup.config import Config
-from asgisup.errors import ConfigError
+from asgisup.errors import BindError, ConfigError
 from asgisup.logs import configure_logging
+from asgisup.proctitle import app_name, set_title
 from asgisup.sockinfo import set_defer_accept
 from asgisup.supervisor.arbiter import Supervisor
+from asgisup.supervisor.control import bind_endpoint
 from asgisup.supervisor.cpus import usable_cpus
 from asgisup.supervisor.sockets import bind_socket, describe
 
@@ -89,12 +91,53 @@ def run_config(config: Config) -> int:
             if config.max_inflight
             else "no in-flight ceiling",
         )
-        sys.stderr.flush()
-        code = Supervisor(config, sock, config.app, workers).run()
+        endpoints = _bind_endpoints(config)
+        pid_file = None
+        try:
+            pid_file = _write_pid_file(config.pid_file)
+            supervisor = Supervisor(config, sock, config.app, workers, endpoints=endpoints)
+            for where in supervisor.control.describe():
+                logger.info(
+                    "Supervisor endpoint on %s (/metrics, /status%s)", where, _health(config)
+                )
+            set_title(f"asgisup: supervisor [{app_name(config.app)}]")
+            sys.stderr.flush()
+            code = supervisor.run()
+        finally:
+            for endpoint in endpoints:
+                endpoint.close()
+            if pid_file:
+                with contextlib.suppress(OSError):
+                    os.unlink(pid_file)
         logger.info("Stopped.")
         return code
     finally:
         _close(sock, config)
+
+
+def _health(config: Config) -> str:
+    return f", {config.health_path}" if config.health_path else ""
+
+
+def _bind_endpoints(config: Config) -> tuple[socket.socket, ...]:
+    if config.metrics_bind is None:
+        return ()
+    try:
+        return (bind_endpoint(config.metrics_bind),)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise BindError(f"--metrics-bind {config.metrics_bind}: {reason}") from None
+
+
+def _write_pid_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "w") as file:
+            file.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise ConfigError(f"--pid-file {path}: cannot write it ({exc.strerror or exc})") from None
+    return path
 
 
 def _close(sock: socket.socket, config: Config) -> None:

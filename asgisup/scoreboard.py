@@ -13,6 +13,7 @@ heartbeat and the supervisor's clock compare directly.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import mmap
 import os
@@ -20,11 +21,16 @@ import struct
 import time
 from dataclasses import dataclass
 
-# seq, pid, generation, state, load, ceiling, accepted, requests, heartbeat, request_at, request
-_SLOT = struct.Struct("=IiIIIIQQdd96s")
+#: Upper bounds (seconds) of the request latency histogram's buckets; the last is +Inf.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_CLASSES = 5  # responses by status class: 1xx .. 5xx
+_N_BUCKETS = len(LATENCY_BUCKETS) + 1
+# seq, pid, generation, state, load, ceiling, accepted, requests, heartbeat, request_at,
+# request, full_seconds, latency_sum, responses by class, latency buckets (not cumulative)
+_SLOT = struct.Struct(f"=IiIIIIQQdd96sdd{_CLASSES}Q{_N_BUCKETS}Q")
 _REQUEST_BYTES = 96
 _SEQ = struct.Struct("=I")
-SLOT_SIZE = 160
+SLOT_SIZE = 320
 assert _SLOT.size <= SLOT_SIZE
 
 
@@ -49,6 +55,10 @@ class Slot:
     heartbeat: float  # monotonic time the event loop last ran the heartbeat callback
     request_at: float  # monotonic time the latest request started
     request: str  # "METHOD /path" of the latest request to start
+    full_seconds: float = 0.0  # time spent at its ceiling, accepting nothing
+    latency_sum: float = 0.0  # seconds, over all responses counted in ``latency``
+    responses: tuple[int, ...] = (0,) * _CLASSES  # by status class, 1xx first
+    latency: tuple[int, ...] = (0,) * _N_BUCKETS  # responses per LATENCY_BUCKETS bucket, +Inf last
 
     def blocked_for(self, now: float) -> float:
         """How long the worker's event loop has not beaten."""
@@ -97,7 +107,11 @@ class Scoreboard:
             if seq == fields[0] and not seq & 1:
                 break
             os.sched_yield()
-        _, pid, generation, state, load, ceiling, accepted, requests, beat, at, request = fields
+        _, pid, generation, state, load, ceiling, accepted, requests, beat, at, request = fields[
+            :11
+        ]
+        full, latency_sum = fields[11:13]
+        responses = fields[13 : 13 + _CLASSES]
         return Slot(
             pid,
             generation,
@@ -109,6 +123,10 @@ class Scoreboard:
             beat,
             at,
             request.rstrip(b"\0").decode("utf-8", "replace"),
+            full,
+            latency_sum,
+            tuple(responses),
+            tuple(fields[13 + _CLASSES :]),
         )
 
     def close(self) -> None:
@@ -127,13 +145,17 @@ class SlotWriter:
         "_seq",
         "accepted",
         "ceiling",
+        "full_seconds",
         "generation",
         "heartbeat",
+        "latency",
+        "latency_sum",
         "load",
         "pid",
         "request",
         "request_at",
         "requests",
+        "responses",
         "state",
     )
 
@@ -152,6 +174,10 @@ class SlotWriter:
         self.heartbeat = 0.0
         self.request_at = 0.0
         self.request = b""
+        self.full_seconds = 0.0
+        self.latency_sum = 0.0
+        self.responses = [0] * _CLASSES
+        self.latency = [0] * _N_BUCKETS
 
     def adopt(self) -> None:
         """In the worker: take over what the supervisor wrote at claim time."""
@@ -165,6 +191,13 @@ class SlotWriter:
         self.requests += 1
         self.request_at = now
         self.request = f"{method} {path}".encode("utf-8", "replace")[:_REQUEST_BYTES]
+
+    def responded(self, status: int, seconds: float) -> None:
+        """Count a response (published with the next heartbeat)."""
+        if 100 <= status <= 599:
+            self.responses[status // 100 - 1] += 1
+        self.latency[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
 
     def publish(self) -> None:
         busy = self._seq + 1  # odd: a write is under way
@@ -183,6 +216,10 @@ class SlotWriter:
             self.heartbeat,
             self.request_at,
             self.request,
+            self.full_seconds,
+            self.latency_sum,
+            *self.responses,
+            *self.latency,
         )
         self._seq = busy + 1
         _SEQ.pack_into(self._map, self._offset, self._seq)

@@ -37,6 +37,8 @@ from asgisup.errors import BootError
 from asgisup.logs import reopen_log_files
 from asgisup.scoreboard import Scoreboard, Slot
 from asgisup.sockinfo import accept_queue
+from asgisup.supervisor.control import ControlServer, bind_endpoint, control_socket_path
+from asgisup.supervisor.metrics import Snapshot, WorkerFigures
 from asgisup.supervisor.policy import QueueWatch, RestartBackoff, recycle_reason, request_limit
 from asgisup.supervisor.procfs import resident_bytes
 from asgisup.worker.process import EXIT_BOOT_FAILED, FAILED, READY, WorkerSpec, child_main
@@ -91,7 +93,16 @@ def describe_exit(status: int) -> str:
 class Supervisor:
     """Runs ``workers`` worker processes on ``sock`` until told to stop."""
 
-    def __init__(self, config: Config, sock: socket.socket, app: object, workers: int) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sock: socket.socket,
+        app: object,
+        workers: int,
+        *,
+        endpoints: tuple[socket.socket, ...] = (),
+    ) -> None:
+        """``endpoints``: listening sockets for the supervisor's own HTTP endpoint (metrics)."""
         self.config = config
         self.sock = sock
         self.app = app
@@ -114,6 +125,19 @@ class Supervisor:
         self._rng = random.Random()
         self._lifeline_r, self._lifeline_w = os.pipe()
         self._wake_r, self._wake_w = os.pipe()
+        self.restarts: dict[str, int] = {}  # workers replaced, by reason
+        self.control = ControlServer(
+            self._selector,
+            self.snapshot,
+            health_path=config.health_path,
+            queue_threshold=config.health_queue_threshold,
+        )
+        for endpoint in endpoints:
+            self.control.listen(endpoint)
+        try:
+            self.control.listen(bind_endpoint(control_socket_path(os.getpid())))
+        except OSError as exc:
+            logger.warning("No control socket for 'asgisup status' (%s)", exc)
 
     # -- public --------------------------------------------------------------------------
 
@@ -130,6 +154,7 @@ class Supervisor:
                     self._supervise(now)
                 self._enforce_deadlines(now)
                 self._watch_queue(now)
+                self.control.sweep(now)
                 self._selector_wait()
                 self._handle_signals()
                 self._reap()
@@ -250,6 +275,7 @@ class Supervisor:
             )
             if handle.replaces is not None:
                 self._replacement_failed(handle, f"was not ready after {limit:g}s")
+            self._count("boot_timeout")
             handle.retiring = handle.stopping = True
             self._signal_worker(handle, signal.SIGKILL)
 
@@ -267,6 +293,7 @@ class Supervisor:
                 _latest_request(slot, now),
             )
             handle.retiring = True
+            self._count("watchdog")
             self._stop_worker(handle, grace=WATCHDOG_GRACE)
             return
         if handle.replaces is not None or self._not_before.get(handle.index, 0.0) > now:
@@ -277,6 +304,7 @@ class Supervisor:
         )
         if reason is not None:
             logger.info("%s %s; replacing it", handle.name, reason)
+            self._count("max_requests" if "--max-requests" in reason else "max_memory")
             self._replace(handle)
 
     def _replace(self, old: WorkerHandle) -> WorkerHandle:
@@ -293,6 +321,7 @@ class Supervisor:
         while self._rolling:
             old = self.workers.get(self._rolling.popleft())
             if old is not None and not old.retiring and old.generation < self.generation:
+                self._count("reload")
                 self._rolling_now = self._replace(old).pid
                 return
             if not self._rolling:
@@ -393,6 +422,10 @@ class Supervisor:
         self._selector.close()
         for fd in (self._wake_r, self._wake_w, self._lifeline_w):
             os.close(fd)
+        for endpoint, _ in self.control.listeners:
+            endpoint.close()
+        for client in self.control.clients:
+            client.close()
         for handle in self.workers.values():
             if handle.report_fd is not None:
                 os.close(handle.report_fd)
@@ -418,8 +451,10 @@ class Supervisor:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self._wake_r, 4096):
                         pass
-            else:
+            elif isinstance(key.data, WorkerHandle):
                 self._read_report(key.data)
+            else:
+                key.data()  # the control endpoint
 
     def _read_report(self, handle: WorkerHandle) -> None:
         """Read what the worker says about its boot; act once the pipe is closed or ready."""
@@ -480,6 +515,7 @@ class Supervisor:
             self._boot_failed(handle, "")
             return
         now = time.monotonic()
+        self._count("crash")
         delay = self._backoff_for(handle.index).delay(now - handle.started)
         self._not_before[handle.index] = now + delay
         logger.warning(
@@ -487,6 +523,45 @@ class Supervisor:
             handle.name,
             how,
             f" in {delay:.1f}s" if delay else "",
+        )
+
+    def _count(self, reason: str) -> None:
+        self.restarts[reason] = self.restarts.get(reason, 0) + 1
+
+    def snapshot(self) -> Snapshot:
+        """The figures of every worker and of the accept queue, as of now."""
+        now = time.monotonic()
+        queue = accept_queue(self.sock)
+        workers = []
+        for handle in self.workers.values():
+            slot = self.board.read(handle.slot)
+            workers.append(
+                WorkerFigures(
+                    index=handle.index + 1,
+                    pid=handle.pid,
+                    generation=handle.generation,
+                    state=slot.state.name.lower() if handle.ready else "booting",
+                    load=slot.load,
+                    ceiling=self.config.max_inflight,
+                    accepted=slot.accepted,
+                    requests=slot.requests,
+                    responses=slot.responses,
+                    heartbeat_age=round(slot.blocked_for(now), 3) if handle.ready else 0.0,
+                    resident_bytes=resident_bytes(handle.pid),
+                    full_seconds=round(slot.full_seconds, 3),
+                    latency_buckets=slot.latency,
+                    latency_sum=slot.latency_sum,
+                )
+            )
+        return Snapshot(
+            app=self.app if isinstance(self.app, str) else type(self.app).__name__,
+            size=self.size,
+            generation=self.generation,
+            stopping=self._stopping,
+            queue_depth=queue[0] if queue else None,
+            queue_limit=queue[1] if queue else None,
+            workers=workers,
+            restarts=dict(self.restarts),
         )
 
     def _backoff_for(self, index: int) -> RestartBackoff:
@@ -523,6 +598,7 @@ class Supervisor:
             os.kill(handle.pid, signum)
 
     def _close(self) -> None:
+        self.control.close()
         for handle in self.workers.values():
             if handle.report_fd is not None:
                 os.close(handle.report_fd)

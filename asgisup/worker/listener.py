@@ -50,6 +50,8 @@ class Listener:
         self.connections: set[HttpConnection] = set()
         self.accepted = 0
         self.slot = slot
+        self._full_since: float | None = None
+        self._full_total = 0.0
         self._fd = sock.fileno()
         self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
         self._polling = False
@@ -82,8 +84,21 @@ class Listener:
 
     # -- the accept path -----------------------------------------------------------------
 
+    def full_seconds(self) -> float:
+        """How long this worker has been at its ceiling, accepting nothing, in all."""
+        since = self._full_since
+        return self._full_total + (time.monotonic() - since if since is not None else 0.0)
+
     def _sync(self) -> None:
         """Poll the listening fd exactly while the worker may accept."""
+        full = self.admission.full
+        if full != (self._full_since is not None):
+            now = time.monotonic()
+            if full:
+                self._full_since = now
+            else:
+                self._full_total += now - self._full_since  # type: ignore[operator]
+                self._full_since = None
         want = self.admission.accepting and self._backoff is None
         if want and not self._polling:
             self.loop.add_reader(self._fd, self._on_readable)
@@ -163,6 +178,10 @@ class Listener:
             slot.load = self.admission.load
             slot.accepted = self.accepted
             slot.publish()
+
+    def responded(self, status: int, seconds: float) -> None:
+        if self.slot is not None:
+            self.slot.responded(status, seconds)
 
     def busy_close(self, started: float) -> bool:
         if not self._busy_close:

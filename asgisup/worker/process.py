@@ -27,6 +27,7 @@ from asgisup.config import Config
 from asgisup.errors import AppLoadError
 from asgisup.loading import load_app
 from asgisup.logs import reopen_log_files
+from asgisup.proctitle import app_name, set_title
 from asgisup.protocols.http.connection import HttpConnection, HttpSettings
 from asgisup.protocols.http.parsers import parser_factory
 from asgisup.protocols.http.proxy import TrustedProxies
@@ -102,6 +103,7 @@ def run_worker(spec: WorkerSpec) -> int:
     if spec.slot is not None:
         spec.slot.adopt()
         spec.slot.publish()
+    set_title(f"asgisup: worker {spec.index} [{app_name(spec.app)}]")
     config = spec.config
     try:
         app = load_app(spec.app, factory=config.factory, app_dir=config.app_dir or None)
@@ -138,6 +140,7 @@ def build_settings(config: Config, app: ASGIApp, state: dict[str, Any]) -> HttpS
         timeout_client_stall=config.timeout_client_stall,
         max_request_headers=config.max_request_headers,
         max_request_body_size=config.max_request_body_size,
+        health_path=config.health_path,
         access_log=config.access_log
         and logging.getLogger("asgisup.access").isEnabledFor(logging.INFO),
         server_header=config.server_header,
@@ -236,6 +239,7 @@ class Heartbeat:
         slot.heartbeat = time.monotonic()
         slot.load = self.listener.admission.load
         slot.accepted = self.listener.accepted
+        slot.full_seconds = self.listener.full_seconds()
         slot.publish()
 
 

@@ -56,6 +56,10 @@ class Gate(Protocol):
         """A request starts: the app is about to be called for it."""
         ...
 
+    def responded(self, status: int, seconds: float) -> None:
+        """A response with ``status`` was sent, ``seconds`` after its request began."""
+        ...
+
     def busy_close(self, started: float) -> bool:
         """Whether a response to a request that started at loop time ``started`` should close
         its connection rather than keep it alive, to return the client to the shared queue."""
@@ -74,6 +78,7 @@ class HttpSettings:
     timeout_client_stall: float = 60.0
     max_request_headers: int = 100
     max_request_body_size: int = 0  # 0: no limit
+    health_path: str | None = None  # answered 200 without calling the app
     access_log: bool = True
     server_header: bool = True
     date_header: bool = True
@@ -262,6 +267,7 @@ class HttpConnection(asyncio.Protocol):
 
     def response_complete(self, cycle: RequestCycle) -> None:
         """The response went out: free the slot, and go on with a pipelined request."""
+        self.gate.responded(cycle.status, self.loop.time() - cycle.started)
         keep_alive = cycle.keep_alive and not self.shutting_down
         if not cycle.request_complete:
             # The app answered without reading the whole body. Drop what is buffered; if the
@@ -365,13 +371,15 @@ class HttpConnection(asyncio.Protocol):
         )
         self._cycle = cycle
         self.gate.serving(method, path)
-        cycle.task = self.loop.create_task(cycle.run(settings.app))
+        app = _health if path == settings.health_path else settings.app
+        cycle.task = self.loop.create_task(cycle.run(app))
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         logger.debug("Invalid HTTP request from %s: %s", self.client, exc.reason)
         cycle = self._cycle
         if cycle is None or not cycle.response_started:
             self.write(framing.simple_response(exc.status, default_headers=self.default_headers()))
+            self.gate.responded(exc.status, 0.0)
         if cycle is not None:
             cycle.disconnect()  # the request body can never be completed
         self.close()
@@ -435,3 +443,10 @@ class HttpConnection(asyncio.Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+async def _health(scope: Any, receive: Any, send: Any) -> None:
+    """The --health-path on the server's own port: reaching a worker means it can take work."""
+    headers = [(b"content-type", b"text/plain"), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok\n"})
