@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from asgisup.errors import ConfigError
+from asgisup.logs import ACCESS_FIELDS, ACCESS_FORMAT
 
 Origin = Literal["cli", "python"]
 App = str | Callable[..., Any]
@@ -217,6 +218,22 @@ def _to_url_path(value: object) -> object:
     raise _Rejected
 
 
+def _to_access_format(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            value.format_map(ACCESS_FIELDS)
+        except (KeyError, ValueError, IndexError, AttributeError):
+            raise _Rejected from None
+        return value
+    raise _Rejected
+
+
+_ACCESS_FORMAT = Kind(
+    "a format string of the fields " + ", ".join(f"{{{name}}}" for name in ACCESS_FIELDS),
+    _to_access_format,
+    "FORMAT",
+)
+
 _URL_PATH = Kind("a path starting with /", _to_url_path, "PATH")
 
 _FLAG = Kind("true or false (1/0, yes/no, on/off)", _to_bool, boolean=True,
@@ -362,6 +379,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", _choice("critical", "error", "warning", "info", "debug", "trace"),
             "info", "Log level."),
     Setting("access_log", _FLAG, True, "Log one line per request."),
+    Setting("access_log_format", _ACCESS_FORMAT, ACCESS_FORMAT,
+            "The access log line, a Python format string of: " + ", ".join(ACCESS_FIELDS)
+            + " (the default is uvicorn's line)."),
+    Setting("log_format", _choice("text", "json"), "text",
+            "'json': one JSON object a line, with pid, worker and each request's fields."),
+    Setting("log_config", _nullable(_text("a file path", "PATH", empty=False)), None,
+            "A logging.config.dictConfig file (JSON, or YAML with PyYAML) to use instead of "
+            "asgisup's own log setup."),
     Setting("log_file", _nullable(_text("a file path", "PATH", empty=False)), None,
             "Append the log to this file instead of stderr; SIGUSR1 reopens it (logrotate)."),
     Setting("root_path", _text("a string", "PATH"), "",
@@ -425,6 +450,9 @@ class Config:
     pid_file: str | None
     log_level: str
     access_log: bool
+    access_log_format: str
+    log_format: str
+    log_config: str | None
     log_file: str | None
     root_path: str
     proxy_headers: bool

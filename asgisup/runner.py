@@ -11,7 +11,7 @@ from typing import Any
 
 from asgisup.config import Config
 from asgisup.errors import BindError, ConfigError
-from asgisup.logs import configure_logging
+from asgisup.logs import configure_logging, load_log_config
 from asgisup.proctitle import app_name, set_title
 from asgisup.sockinfo import set_defer_accept
 from asgisup.supervisor.arbiter import Supervisor
@@ -60,12 +60,26 @@ def run_config(config: Config) -> int:
 
     Raises the errors listed on :func:`run`.
     """
+    log_config = None
+    if config.log_config is not None:
+        try:
+            log_config = load_log_config(config.log_config)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--log-config {config.log_config}: {exc}") from None
     try:
-        configure_logging(config.log_level, access_log=config.access_log, log_file=config.log_file)
+        configure_logging(
+            config.log_level,
+            access_log=config.access_log,
+            log_file=config.log_file,
+            log_format=config.log_format,
+            log_config=log_config,
+        )
     except OSError as exc:
         raise ConfigError(
             f"--log-file {config.log_file}: cannot open it ({exc.strerror or exc})"
         ) from None
+    except (ValueError, TypeError, AttributeError, ImportError) as exc:
+        raise ConfigError(f"--log-config {config.log_config}: {exc}") from None
     loop_name, http_name = resolve_implementations(config)
     config = config.replace(loop=loop_name, http=http_name)
     workers = config.resolved_workers(usable_cpus())

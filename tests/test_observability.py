@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -216,3 +217,85 @@ def test_render_and_table_of_a_snapshot() -> None:
     assert snapshot.ready(queue_threshold=4) and not snapshot.ready(queue_threshold=3)
     shown = table(snapshot)
     assert "generation 2, accept queue 4 of 128" in shown and "restarts: crash 2" in shown
+
+
+def test_json_logs_parse_line_by_line() -> None:
+    with ServerProcess("tests.apps:app", "--workers", "2", "--log-format", "json") as server:
+        server.start(wait_ready=2)
+        httpx.get(server.url + "/pid?x=1", timeout=TIMEOUT)
+        server.wait_for(r'"logger": "asgisup.access"')
+        assert server.stop() == 0
+        records = [json.loads(line) for line in server.log.splitlines()]
+    assert {"time", "level", "logger", "pid", "worker", "message"} <= set(records[0])
+    assert records[0]["worker"] is None and "listening on" in records[0]["message"]
+    (access,) = [r for r in records if r["logger"] == "asgisup.access"]
+    assert access["worker"] in (1, 2) and access["pid"] in server.ready_pids
+    assert (access["method"], access["path"], access["status"]) == ("GET", "/pid?x=1", 200)
+    assert access["duration_ms"] >= 0 and access["message"].endswith(
+        '"GET /pid?x=1 HTTP/1.1" 200 OK'
+    )
+    assert records[-1]["message"] == "Stopped."
+
+
+def test_access_log_format() -> None:
+    fmt = "{method} {path} -> {status} in {duration_ms}ms"
+    with ServerProcess("tests.apps:app", "--access-log-format", fmt) as server:
+        server.start()
+        httpx.get(server.url + "/pid", timeout=TIMEOUT)
+        line = server.wait_for(r"GET /pid -> 200 in [\d.]+ms")
+        assert line.string.startswith("INFO:")
+        assert server.stop() == 0
+
+
+def test_bad_access_log_format_is_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "asgisup", "tests.apps:app", "--access-log-format", "{nope}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("asgisup: error: --access-log-format: expected a format")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_log_config_file_replaces_the_setup(tmp_path: Path) -> None:
+    out = tmp_path / "out.log"
+    config = {
+        "version": 1,
+        "formatters": {"plain": {"format": "%(name)s|%(levelname)s|%(message)s"}},
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": str(out), "formatter": "plain"}
+        },
+        "loggers": {
+            "asgisup.error": {"handlers": ["file"], "level": "INFO", "propagate": False},
+            "asgisup.access": {"handlers": ["file"], "level": "INFO", "propagate": False},
+        },
+    }
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps(config))
+    port = _free_port()
+    command = [sys.executable, "-m", "asgisup", "tests.apps:app", "--port", str(port)]
+    command += ["--log-config", str(path)]
+    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: out.exists() and " ready" in out.read_text())
+        httpx.get(f"http://127.0.0.1:{port}/pid", timeout=TIMEOUT)
+        wait_until(lambda: "asgisup.access|INFO|" in out.read_text())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0 and stderr == ""
+    assert "asgisup.error|INFO|Stopped." in out.read_text()
+
+
+def test_unreadable_log_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "logging.json"
+    bad.write_text("[1, 2]")
+    result = subprocess.run(
+        [sys.executable, "-m", "asgisup", "tests.apps:app", "--log-config", str(bad)],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"asgisup: error: --log-config {bad}: expected a mapping "
+        "(logging.config.dictConfig's schema)"
+    ]

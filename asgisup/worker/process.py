@@ -26,7 +26,7 @@ from asgisup.admission import Admission
 from asgisup.config import Config
 from asgisup.errors import AppLoadError
 from asgisup.loading import load_app
-from asgisup.logs import reopen_log_files
+from asgisup.logs import reopen_log_files, set_worker
 from asgisup.proctitle import app_name, set_title
 from asgisup.protocols.http.connection import HttpConnection, HttpSettings
 from asgisup.protocols.http.parsers import parser_factory
@@ -104,6 +104,7 @@ def run_worker(spec: WorkerSpec) -> int:
         spec.slot.adopt()
         spec.slot.publish()
     set_title(f"asgisup: worker {spec.index} [{app_name(spec.app)}]")
+    set_worker(spec.index)
     config = spec.config
     try:
         app = load_app(spec.app, factory=config.factory, app_dir=config.app_dir or None)
@@ -143,6 +144,7 @@ def build_settings(config: Config, app: ASGIApp, state: dict[str, Any]) -> HttpS
         health_path=config.health_path,
         access_log=config.access_log
         and logging.getLogger("asgisup.access").isEnabledFor(logging.INFO),
+        access_log_format=config.access_log_format,
         server_header=config.server_header,
         date_header=config.date_header,
         extra_headers=extra,

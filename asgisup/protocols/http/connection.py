@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
+from asgisup.logs import ACCESS_FORMAT
 from asgisup.protocols.http import framing
 from asgisup.protocols.http.cycle import BODY_HIGH_WATER, RequestCycle
 from asgisup.protocols.http.events import Body, EndOfRequest, Event, ProtocolError, RequestHead
@@ -80,6 +81,7 @@ class HttpSettings:
     max_request_body_size: int = 0  # 0: no limit
     health_path: str | None = None  # answered 200 without calling the app
     access_log: bool = True
+    access_log_format: str = ACCESS_FORMAT
     server_header: bool = True
     date_header: bool = True
     extra_headers: bytes = b""

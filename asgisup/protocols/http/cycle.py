@@ -257,12 +257,14 @@ class RequestCycle:
         path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~%")
         if scope["query_string"]:
             path += "?" + scope["query_string"].decode("ascii", "replace")
-        access_logger.info(
-            '%s - "%s %s HTTP/%s" %d %s',
-            f"{client[0]}:{client[1]}" if client else "-",
-            scope["method"],
-            path,
-            self.http_version,
-            self.status,
-            framing.reason(self.status),
-        )
+        fields = {
+            "client": f"{client[0]}:{client[1]}" if client else "-",
+            "method": scope["method"],
+            "path": path,
+            "http_version": self.http_version,
+            "status": self.status,
+            "reason": framing.reason(self.status),
+            "duration_ms": round((self._conn.loop.time() - self.started) * 1000, 3),
+        }
+        message = self._conn.settings.access_log_format.format_map(fields)
+        access_logger.info(message, extra={"access": fields})
