@@ -128,7 +128,7 @@ class ServiceTime:
 
     __slots__ = ("mean",)
 
-    WEIGHT = 0.2  # about the last five requests
+    WEIGHT = 0.05  # about the last twenty requests
 
     def __init__(self) -> None:
         self.mean = 0.0
