@@ -124,17 +124,23 @@ class Admission(Generic[T]):
 
 
 class ServiceTime:
-    """A running mean of how long this worker's requests take (exponentially weighted)."""
+    """A running mean of how long this worker's requests take (exponentially weighted).
 
-    __slots__ = ("mean",)
+    Until it has seen ``1 / WEIGHT`` requests it is their plain average, so the first
+    requests count fully instead of being pulled towards zero.
+    """
+
+    __slots__ = ("mean", "samples")
 
     WEIGHT = 0.05  # about the last twenty requests
 
     def __init__(self) -> None:
         self.mean = 0.0
+        self.samples = 0
 
     def add(self, seconds: float) -> float:
-        self.mean += self.WEIGHT * (seconds - self.mean)
+        self.samples += 1
+        self.mean += max(self.WEIGHT, 1.0 / self.samples) * (seconds - self.mean)
         return self.mean
 
 

@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(setting.option, dest=setting.name, action=action, help=help)
         else:
             action_name = "append" if setting.kind.repeatable else "store"
+            flags = (setting.option, *setting.aliases)
             parser.add_argument(
-                setting.option, dest=setting.name, action=action_name, metavar=metavar, help=help
+                *flags, dest=setting.name, action=action_name, metavar=metavar, help=help
             )
     return parser
 

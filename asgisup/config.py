@@ -207,6 +207,15 @@ def _to_app(value: object) -> object:
     raise _Rejected
 
 
+def _to_cert_reqs(value: object) -> object:
+    names = {"0": "none", "1": "optional", "2": "required"}
+    word = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    word = names.get(word, word) if word is not None else None
+    if word in ("none", "optional", "required"):
+        return word
+    raise _Rejected
+
+
 def _to_url_path(value: object) -> object:
     if (
         isinstance(value, str)
@@ -251,6 +260,7 @@ class Setting:
     flag: str = ""
     fallbacks: tuple[str, ...] = ()
     positional: bool = False
+    aliases: tuple[str, ...] = ()  # other flags (uvicorn's or gunicorn's name), same meaning
 
     @property
     def option(self) -> str:
@@ -330,6 +340,27 @@ SETTINGS: tuple[Setting, ...] = (
             "Treat the application as a factory: call it with no arguments to get the app."),
     Setting("app_dir", _text("a directory", "DIR"), ".",
             "Look for the application's module in this directory (put first on sys.path)."),
+    Setting("preload", _FLAG, False,
+            "Import the application once in the supervisor, before forking: workers share its "
+            "memory copy-on-write and start faster, but SIGHUP no longer loads new code."),
+    Setting("reload", _FLAG, False,
+            "Development: restart the workers (one by one, like SIGHUP) when a .py file under "
+            "--reload-dir changes (needs watchfiles, in the standard extra)."),
+    Setting("reload_dir", _text("a directory", "DIR"), "",
+            "Where --reload watches (default: --app-dir)."),
+    Setting("ssl_certfile", _nullable(_text("a file path", "PATH", empty=False)), None,
+            "Serve HTTPS with this certificate (PEM; the chain after the certificate)."),
+    Setting("ssl_keyfile", _nullable(_text("a file path", "PATH", empty=False)), None,
+            "The certificate's private key (PEM), if not in --ssl-certfile."),
+    Setting("ssl_keyfile_password", _nullable(_text("a string", "PASSWORD")), None,
+            "The password of an encrypted --ssl-keyfile."),
+    Setting("ssl_ca_certs", _nullable(_text("a file path", "PATH", empty=False)), None,
+            "CA certificates (PEM) to verify client certificates with (see --ssl-cert-reqs)."),
+    Setting("ssl_cert_reqs", Kind("one of none, optional, required (or 0, 1, 2)",
+            _to_cert_reqs, "{none,optional,required}"), "none",
+            "Whether clients must present a certificate."),
+    Setting("ssl_ciphers", _nullable(_text("an OpenSSL cipher list", "CIPHERS", empty=False)),
+            None, "Allowed ciphers for TLS 1.2 and below (default: Python's secure defaults)."),
     Setting("timeout_keep_alive", _seconds("a number of seconds > 0", zero=False), 5.0,
             "Close an idle keep-alive connection after this many seconds."),
     Setting("timeout_request_head", _seconds("a number of seconds > 0", zero=False), 10.0,
@@ -341,7 +372,8 @@ SETTINGS: tuple[Setting, ...] = (
             "none of a response held back by flow control, for this many seconds."),
     Setting("max_request_head_size", _integer("an integer from 1024 to 1048576 (bytes)",
             1024, 1024 * 1024), 64 * 1024,
-            "Largest request line plus headers, in bytes; larger gets 431."),
+            "Largest request line plus headers, in bytes; larger gets 431.",
+            aliases=("--h11-max-incomplete-event-size",)),
     Setting("max_request_headers", _integer("an integer from 1 to 10000", 1, 10000), 100,
             "Most header fields in a request; more gets 431."),
     Setting("max_request_body_size", _integer("an integer >= 0 (bytes)", 0), 0,
@@ -357,10 +389,10 @@ SETTINGS: tuple[Setting, ...] = (
             "startup) is killed and started again (0: wait forever)."),
     Setting("max_requests", _integer("an integer >= 0", 0), 0,
             "Replace a worker after it has served about this many requests; its replacement "
-            "starts first (0: never)."),
+            "starts first (0: never).", aliases=("--limit-max-requests",)),
     Setting("max_requests_jitter", _integer("an integer >= 0", 0), 0,
             "Vary --max-requests by up to this many per worker, so workers do not all recycle "
-            "at once."),
+            "at once.", aliases=("--limit-max-requests-jitter",)),
     Setting("max_worker_memory", _integer("an integer >= 0 (MiB)", 0), 0,
             "Replace a worker whose resident memory exceeds this many MiB; its replacement "
             "starts first (0: never)."),
@@ -404,6 +436,12 @@ SETTINGS: tuple[Setting, ...] = (
 # fmt: on
 
 BY_NAME: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
+# asgisup.run()'s names for the aliases: limit_max_requests= for max_requests=.
+ALIASES: Mapping[str, str] = {
+    alias.removeprefix("--").replace("-", "_"): setting.name
+    for setting in SETTINGS
+    for alias in setting.aliases
+}
 _APP = BY_NAME["app"]
 
 
@@ -432,6 +470,15 @@ class Config:
     lifespan: str
     factory: bool
     app_dir: str
+    preload: bool
+    reload: bool
+    reload_dir: str
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
+    ssl_keyfile_password: str | None
+    ssl_ca_certs: str | None
+    ssl_cert_reqs: str
+    ssl_ciphers: str | None
     timeout_keep_alive: float
     timeout_request_head: float
     timeout_client_stall: float
@@ -518,11 +565,17 @@ class Config:
 def _resolve(
     app: object, options: Mapping[str, object], environ: Mapping[str, str], origin: Origin
 ) -> dict[str, object]:
-    for name in options:
+    renamed: dict[str, object] = {}
+    for name, value in options.items():
         if name == "app":
             raise ConfigError("the application is the first argument, not an option")
+        name = ALIASES.get(name, name)
         if name not in BY_NAME:
             raise ConfigError(_unknown(name, origin))
+        if name in renamed:
+            raise ConfigError(f"{name}= is given twice (once by another name)")
+        renamed[name] = value
+    options = renamed
     values: dict[str, object] = {}
     sources: dict[str, str | None] = {}
     for setting in SETTINGS:
@@ -553,6 +606,14 @@ def _resolve(
             f"{uds} and {fd} exclude each other: listen on one (host and port are ignored "
             "with either)"
         )
+    if values["reload"] and values["preload"]:
+        reload, preload = (
+            BY_NAME[name].label(origin) + (f" (from {sources[name]})" if sources[name] else "")
+            for name in ("reload", "preload")
+        )
+        raise ConfigError(
+            f"{reload} and {preload} exclude each other: preloaded code is never reloaded"
+        )
     return values
 
 
@@ -576,6 +637,8 @@ def reference_markdown() -> str:
             option = f"`{setting.option}` / `--no-{setting.option[2:]}`"
         else:
             option = f"`{setting.option} {setting.kind.metavar}`"
+        if setting.aliases:
+            option += " (also " + ", ".join(f"`{alias}`" for alias in setting.aliases) + ")"
         env = ", then ".join(f"`{var}`" for var in (setting.env, *setting.fallbacks))
         default = "required" if setting.positional else f"`{setting.kind.show(setting.default)}`"
         cells = [option, env, default, setting.kind.accepted, setting.help]

@@ -6,11 +6,13 @@ import contextlib
 import logging
 import os
 import socket
+import subprocess
 import sys
 from typing import Any
 
 from asgisup.config import Config
 from asgisup.errors import BindError, ConfigError
+from asgisup.loading import load_app
 from asgisup.logs import configure_logging, load_log_config
 from asgisup.proctitle import app_name, set_title
 from asgisup.sockinfo import set_defer_accept
@@ -18,6 +20,7 @@ from asgisup.supervisor.arbiter import Supervisor
 from asgisup.supervisor.control import bind_endpoint
 from asgisup.supervisor.cpus import usable_cpus
 from asgisup.supervisor.sockets import bind_socket, describe
+from asgisup.tls import make_context
 
 logger = logging.getLogger("asgisup.error")
 
@@ -83,6 +86,13 @@ def run_config(config: Config) -> int:
     loop_name, http_name = resolve_implementations(config)
     config = config.replace(loop=loop_name, http=http_name)
     workers = config.resolved_workers(usable_cpus())
+    ssl_context = make_context(config)
+    app: object = config.app
+    if config.preload:
+        # Imported once here (an import error stops the server now, with exit code 3);
+        # the workers inherit the object through fork and must not call a factory again.
+        app = load_app(config.app, factory=config.factory, app_dir=config.app_dir or None)
+        config = config.replace(factory=False)
     sock = bind_socket(
         host=config.host, port=config.port, uds=config.uds, fd=config.fd, backlog=config.backlog
     )
@@ -92,7 +102,9 @@ def run_config(config: Config) -> int:
         from asgisup import __version__
 
         logger.info(
-            "asgisup %s listening on %s (press CTRL+C to quit)", __version__, describe(sock)
+            "asgisup %s listening on %s (press CTRL+C to quit)",
+            __version__,
+            describe(sock).replace("http://", "https://") if ssl_context else describe(sock),
         )
         logger.info(
             "Supervisor [pid %d]: %d worker%s, loop %s, http %s, %s",
@@ -109,14 +121,22 @@ def run_config(config: Config) -> int:
         pid_file = None
         try:
             pid_file = _write_pid_file(config.pid_file)
-            supervisor = Supervisor(config, sock, config.app, workers, endpoints=endpoints)
+            supervisor = Supervisor(
+                config, sock, app, workers, endpoints=endpoints, ssl_context=ssl_context
+            )
+            reloader = _start_reloader(config)
             for where in supervisor.control.describe():
                 logger.info(
                     "Supervisor endpoint on %s (/metrics, /status%s)", where, _health(config)
                 )
             set_title(f"asgisup: supervisor [{app_name(config.app)}]")
             sys.stderr.flush()
-            code = supervisor.run()
+            try:
+                code = supervisor.run()
+            finally:
+                if reloader is not None:
+                    reloader.terminate()
+                    reloader.wait()
         finally:
             for endpoint in endpoints:
                 endpoint.close()
@@ -127,6 +147,19 @@ def run_config(config: Config) -> int:
         return code
     finally:
         _close(sock, config)
+
+
+def _start_reloader(config: Config) -> subprocess.Popen[bytes] | None:
+    if not config.reload:
+        return None
+    try:
+        import watchfiles  # noqa: F401
+    except ImportError:
+        raise ConfigError("--reload: needs watchfiles (pip install 'asgisup[standard]')") from None
+    directory = os.path.abspath(config.reload_dir or config.app_dir or ".")
+    logger.info("Reload: watching %s for changed .py files (development only)", directory)
+    command = [sys.executable, "-m", "asgisup.supervisor.reloader", str(os.getpid()), directory]
+    return subprocess.Popen(command)
 
 
 def _health(config: Config) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 60.0  # generous: test machines are small and noisy
 
-_LISTENING = re.compile(r"listening on (http://\S+|unix:\S+)")
+_LISTENING = re.compile(r"listening on (https?://\S+|unix:\S+)")
 _READY = re.compile(r"Worker (\d+) \[pid (\d+)\] ready")
 
 

@@ -247,6 +247,15 @@ NON_DEFAULT = {
     "lifespan": "on",
     "factory": "yes",
     "app_dir": "/srv/app",
+    "preload": "yes",
+    "reload": "true",
+    "reload_dir": "/srv/app/src",
+    "ssl_certfile": "/etc/tls/cert.pem",
+    "ssl_keyfile": "/etc/tls/key.pem",
+    "ssl_keyfile_password": "secret",
+    "ssl_ca_certs": "/etc/tls/ca.pem",
+    "ssl_cert_reqs": "2",
+    "ssl_ciphers": "ECDHE+AESGCM",
     "timeout_keep_alive": "1.5",
     "timeout_request_head": "2.5",
     "timeout_client_stall": "15",
@@ -398,11 +407,6 @@ def test_docs_reference_is_up_to_date() -> None:
     )
 
 
-if __name__ == "__main__":
-    DOC.write_text(update_reference(DOC.read_text()))
-    print(f"rewrote {DOC}")
-
-
 def test_run_raises_config_error_before_starting_anything() -> None:
     import asgisup
 
@@ -410,3 +414,26 @@ def test_run_raises_config_error_before_starting_anything() -> None:
         asgisup.run("tests.apps:app", workers="many")
     with pytest.raises(asgisup.ConfigError, match="max_inflight"):
         asgisup.run("tests.apps:app", max_infligth=1)
+
+
+def test_uvicorn_names_are_aliases() -> None:
+    from asgisup.cli import config_from_argv
+
+    config = config_from_argv(
+        ["m:a", "--limit-max-requests", "500", "--h11-max-incomplete-event-size", "16384"], {}
+    )
+    assert (config.max_requests, config.max_request_head_size) == (500, 16384)
+    assert Config("m:a", limit_max_requests_jitter=5).max_requests_jitter == 5
+    with pytest.raises(ConfigError, match="given twice"):
+        Config("m:a", max_requests=1, limit_max_requests=2)
+
+
+def test_reload_and_preload_exclude_each_other() -> None:
+    assert config_error("m:a", reload=True, preload=True) == (
+        "reload= and preload= exclude each other: preloaded code is never reloaded"
+    )
+
+
+if __name__ == "__main__":
+    DOC.write_text(update_reference(DOC.read_text()))
+    print(f"rewrote {DOC}")

@@ -26,6 +26,7 @@ import random
 import selectors
 import signal
 import socket
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from typing import NoReturn
 from asgisup.config import Config
 from asgisup.errors import BootError
 from asgisup.logs import reopen_log_files
+from asgisup.proctitle import app_name
 from asgisup.scoreboard import Scoreboard, Slot
 from asgisup.sockinfo import accept_queue
 from asgisup.supervisor.control import ControlServer, bind_endpoint, control_socket_path
@@ -101,9 +103,12 @@ class Supervisor:
         workers: int,
         *,
         endpoints: tuple[socket.socket, ...] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``endpoints``: listening sockets for the supervisor's own HTTP endpoint (metrics)."""
+        """``endpoints``: listening sockets for the supervisor's own HTTP endpoint (metrics);
+        ``ssl_context``: TLS for the workers' connections."""
         self.config = config
+        self.ssl_context = ssl_context
         self.sock = sock
         self.app = app
         self.size = workers
@@ -401,6 +406,7 @@ class Supervisor:
             report_fd=report_w,
             lifeline_fd=self._lifeline_r,
             slot=self.board.writer(slot),
+            ssl=self.ssl_context,
         )
 
         def close_in_child() -> None:
@@ -554,7 +560,7 @@ class Supervisor:
                 )
             )
         return Snapshot(
-            app=self.app if isinstance(self.app, str) else type(self.app).__name__,
+            app=app_name(self.config.app),
             size=self.size,
             generation=self.generation,
             stopping=self._stopping,

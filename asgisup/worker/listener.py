@@ -14,6 +14,7 @@ import asyncio
 import errno
 import logging
 import socket
+import ssl
 import time
 
 from asgisup.admission import Admission, ServiceTime, busy_close
@@ -40,6 +41,7 @@ class Listener:
         *,
         busy_close_min_service: float | None = None,
         slot: SlotWriter | None = None,
+        ssl: ssl.SSLContext | None = None,
     ) -> None:
         """``busy_close_min_service`` None turns the keep-alive policy off; ``slot`` is the
         worker's scoreboard slot, told of every request."""
@@ -50,6 +52,7 @@ class Listener:
         self.connections: set[HttpConnection] = set()
         self.accepted = 0
         self.slot = slot
+        self.ssl = ssl
         self._full_since: float | None = None
         self._full_total = 0.0
         self._fd = sock.fileno()
@@ -147,7 +150,7 @@ class Listener:
 
     async def _connect(self, conn: HttpConnection, conn_sock: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(lambda: conn, conn_sock)
+            await self.loop.connect_accepted_socket(lambda: conn, conn_sock, ssl=self.ssl)
         except OSError as exc:
             logger.debug("could not set up an accepted connection: %s", exc)
             conn_sock.close()

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -59,6 +60,7 @@ class WorkerSpec:
     report_fd: int
     lifeline_fd: int  # readable (EOF) when the supervisor is gone
     slot: SlotWriter | None = None  # this worker's scoreboard slot
+    ssl: ssl.SSLContext | None = None  # TLS for every accepted connection
 
 
 def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
@@ -128,7 +130,9 @@ def _lifeline_cut(fd: int) -> bool:
     return bool(readable)
 
 
-def build_settings(config: Config, app: ASGIApp, state: dict[str, Any]) -> HttpSettings:
+def build_settings(
+    config: Config, app: ASGIApp, state: dict[str, Any], *, https: bool = False
+) -> HttpSettings:
     extra = b"".join(
         f"{name.lower()}: {value}\r\n".encode("latin-1") for name, value in config.headers
     )
@@ -142,6 +146,7 @@ def build_settings(config: Config, app: ASGIApp, state: dict[str, Any]) -> HttpS
         max_request_headers=config.max_request_headers,
         max_request_body_size=config.max_request_body_size,
         health_path=config.health_path,
+        scheme="https" if https else "http",
         access_log=config.access_log
         and logging.getLogger("asgisup.access").isEnabledFor(logging.INFO),
         access_log_format=config.access_log_format,
@@ -168,9 +173,10 @@ async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop
         loop,
         spec.sock,
         admission,
-        build_settings(config, app, state),
+        build_settings(config, app, state, https=spec.ssl is not None),
         busy_close_min_service=config.busy_close_min_service if config.busy_close else None,
         slot=spec.slot,
+        ssl=spec.ssl,
     )
     stop: asyncio.Future[None] = loop.create_future()
 

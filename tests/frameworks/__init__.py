@@ -1,0 +1,1 @@
+"""Apps written with real frameworks, served by asgisup in the test suite."""
