@@ -29,6 +29,9 @@ _N_BUCKETS = len(LATENCY_BUCKETS) + 1
 # request, full_seconds, latency_sum, responses by class, latency buckets (not cumulative)
 _SLOT = struct.Struct(f"=IiIIIIQQdd96sdd{_CLASSES}Q{_N_BUCKETS}Q")
 _REQUEST_BYTES = 96
+# request_at and request, written alone for every request (see SlotWriter.serving)
+_REQUEST = struct.Struct(f"=d{_REQUEST_BYTES}s")
+_REQUEST_OFFSET = struct.calcsize("=IiIIIIQQd")
 _SEQ = struct.Struct("=I")
 SLOT_SIZE = 320
 assert _SLOT.size <= SLOT_SIZE
@@ -187,10 +190,17 @@ class SlotWriter:
         self.heartbeat = time.monotonic()
 
     def serving(self, method: str, path: str, now: float) -> None:
-        """Record the request that starts now (the watchdog names it if the loop blocks)."""
+        """Record the request that starts now (the watchdog names it if the loop blocks).
+
+        Written at once, outside the sequence lock, because the heartbeat that publishes the
+        rest may never come: this is the request a blocked loop is stuck in. Nobody needs it
+        consistent with the other fields; the watchdog reads it after the loop has been
+        silent for seconds, when nothing writes it.
+        """
         self.requests += 1
         self.request_at = now
         self.request = f"{method} {path}".encode("utf-8", "replace")[:_REQUEST_BYTES]
+        _REQUEST.pack_into(self._map, self._offset + _REQUEST_OFFSET, now, self.request)
 
     def responded(self, status: int, seconds: float) -> None:
         """Count a response (published with the next heartbeat)."""

@@ -3,6 +3,7 @@
 Routes:
 
 - ``GET /hello``: ``Hello, world!`` as text/plain (the throughput check).
+- ``GET /json``: a 1 KiB JSON document, serialized once at import (benchmarks/throughput.py).
 - ``GET /work?ms=X&io=Y``: first ``await asyncio.sleep(Y / 1000)`` when Y > 0 (I/O the event
   loop can overlap, like a database call), then ``time.sleep(X / 1000)``: work that blocks the
   event loop, like CPU work in an ``async def`` handler. Answers ``{"pid": <worker pid>}`` as
@@ -32,6 +33,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 HELLO = b"Hello, world!"
+# A 1 KiB JSON document, serialized once: the throughput benchmark measures the server.
+JSON_BODY = json.dumps(
+    {"items": [{"id": i, "name": f"item-{i:04d}", "price": i * 1.25} for i in range(21)]}
+).encode()[:1024]
 
 
 async def _respond(
@@ -97,6 +102,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     path = scope["path"]
     if path == "/hello":
         await _respond(send, 200, HELLO, b"text/plain; charset=utf-8", [])
+    elif path == "/json":
+        await _respond(send, 200, JSON_BODY, b"application/json", [])
     elif path == "/work":
         await _work(scope, send)
     else:

@@ -139,3 +139,52 @@ def test_parser_factory_names() -> None:
     assert parser_factory("h11") is H11Parser
     assert parser_factory("httptools") is HttptoolsParser
     assert parser_factory("auto") is HttptoolsParser
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [],
+        [(b"connection", b"close")],
+        [(b"connection", b"keep-alive")],
+        [(b"connection", b"Upgrade, Keep-Alive")],
+        [(b"connection", b"keep-alive"), (b"connection", b"close")],
+        [(b"expect", b"100-continue")],
+        [(b"expect", b"100-Continue"), (b"expect", b"other")],
+    ],
+)
+def test_validate_head_flags_match_the_separate_rules(
+    version: str, fields: list[tuple[bytes, bytes]]
+) -> None:
+    head = RequestHead(b"GET", b"/", version, [(b"host", b"h"), *fields])
+    assert framing.validate_head(head) == (
+        framing.request_keep_alive(head),
+        framing.expects_continue(head),
+    )
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [None, b"close", b"keep-alive", b"Keep-Alive", b"foo, close", b"close, foo", b"closed",
+     b"keep-alive, upgrade", b"CLOSE"],
+)  # fmt: skip
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_llhttp_keep_alive_agrees_with_the_shared_rule(
+    connection: bytes | None, version: str
+) -> None:
+    """HttptoolsParser stops after the last request by llhttp's should_keep_alive()."""
+    import httptools
+
+    fields = b"Host: h\r\n" + (b"Connection: " + connection + b"\r\n" if connection else b"")
+    data = b"GET / HTTP/" + version.encode() + b"\r\n" + fields + b"\r\n"
+    seen: list[bool] = []
+
+    class Callbacks:
+        def on_message_complete(self) -> None:
+            seen.append(parser.should_keep_alive())  # as HttptoolsParser asks it
+
+    parser = httptools.HttpRequestParser(Callbacks())
+    parser.feed_data(data)
+    headers = [(b"host", b"h")] + ([(b"connection", connection)] if connection else [])
+    assert seen == [framing.request_keep_alive(RequestHead(b"GET", b"/", version, headers))]

@@ -57,6 +57,8 @@ class Listener:
         self._full_total = 0.0
         self._fd = sock.fileno()
         self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        # uvloop's transports set TCP_NODELAY themselves; asyncio's accepted ones do not.
+        self._nodelay = self._tcp and not type(loop).__module__.startswith("uvloop")
         self._polling = False
         self._backoff: asyncio.TimerHandle | None = None
         self._attaching: set[asyncio.Task[None]] = set()
@@ -140,7 +142,7 @@ class Listener:
 
     def _attach(self, conn_sock: socket.socket) -> None:
         conn_sock.setblocking(False)
-        if self._tcp:
+        if self._nodelay:
             conn_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = HttpConnection(self.settings, self, self.loop)
         self.connections.add(conn)
@@ -175,12 +177,8 @@ class Listener:
         self._sync()
 
     def serving(self, method: str, path: str) -> None:
-        slot = self.slot
-        if slot is not None:
-            slot.serving(method, path, time.monotonic())
-            slot.load = self.admission.load
-            slot.accepted = self.accepted
-            slot.publish()
+        if self.slot is not None:
+            self.slot.serving(method, path, time.monotonic())
 
     def responded(self, status: int, seconds: float) -> None:
         if self.slot is not None:

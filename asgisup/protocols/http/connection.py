@@ -335,7 +335,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _start_cycle(self, head: RequestHead) -> None:
         settings = self.settings
-        framing.validate_head(head, settings.max_request_headers)
+        keep_alive, expect_continue = framing.validate_head(head, settings.max_request_headers)
         if settings.max_request_body_size:
             for name, value in head.headers:
                 if name == b"content-length" and int(value) > settings.max_request_body_size:
@@ -367,8 +367,8 @@ class HttpConnection(asyncio.Protocol):
         cycle = RequestCycle(
             self,
             scope,
-            keep_alive=framing.request_keep_alive(head),
-            expect_continue=framing.expects_continue(head),
+            keep_alive=keep_alive,
+            expect_continue=expect_continue,
             started=self.loop.time(),
         )
         self._cycle = cycle

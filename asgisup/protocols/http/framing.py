@@ -56,8 +56,10 @@ def decode_path(raw_path: bytes) -> str:
 _MAX_LENGTH_DIGITS = 18
 
 
-def validate_head(head: RequestHead, max_headers: int = 100) -> None:
-    """Checks both parsers must make identically; raises ProtocolError.
+def validate_head(head: RequestHead, max_headers: int = 100) -> tuple[bool, bool]:
+    """Checks both parsers must make identically; raises ProtocolError. Returns, from the
+    same pass over the headers, whether the client allows keep-alive (RFC 9112 §9.3) and
+    whether it waits for ``100 Continue`` (RFC 9110 §10.1.1).
 
     - HTTP/1.0 and HTTP/1.1 only: another version gets 505 (RFC 9110 §15.6.6); HTTP/0.9's
       version-less request line gets 400.
@@ -78,6 +80,9 @@ def validate_head(head: RequestHead, max_headers: int = 100) -> None:
     hosts = 0
     lengths: list[bytes] = []
     codings: list[bytes] = []
+    http11 = head.http_version == "1.1"
+    keep_alive = http11
+    expect_continue = False
     for name, value in head.headers:
         if name == b"host":
             hosts += 1
@@ -85,7 +90,14 @@ def validate_head(head: RequestHead, max_headers: int = 100) -> None:
             lengths.append(value)
         elif name == b"transfer-encoding":
             codings.extend(part.strip().lower() for part in value.split(b","))
-    if head.http_version == "1.1" and hosts != 1:
+        elif name == b"connection":
+            if http11:
+                keep_alive = keep_alive and not _has_token(value, b"close")
+            elif _has_token(value, b"keep-alive"):
+                keep_alive = True
+        elif name == b"expect":
+            expect_continue = expect_continue or (http11 and value.lower() == b"100-continue")
+    if http11 and hosts != 1:
         raise ProtocolError(400, "missing Host header" if hosts == 0 else "duplicate Host header")
     if lengths:
         if codings:
@@ -99,6 +111,7 @@ def validate_head(head: RequestHead, max_headers: int = 100) -> None:
         if head.http_version == "1.0":
             raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
         check_transfer_codings(codings)
+    return keep_alive, expect_continue
 
 
 def check_transfer_codings(codings: list[bytes]) -> None:
@@ -110,7 +123,10 @@ def check_transfer_codings(codings: list[bytes]) -> None:
 
 
 def _has_token(value: bytes, token: bytes) -> bool:
-    return any(part.strip().lower() == token for part in value.split(b","))
+    lowered = value.lower()
+    if token not in lowered:
+        return False  # the common case, without splitting
+    return any(part.strip() == token for part in lowered.split(b","))
 
 
 def request_keep_alive(head: RequestHead) -> bool:

@@ -205,7 +205,8 @@ class HttptoolsParser:
 
     def on_message_complete(self) -> None:
         self._events.append(END_OF_REQUEST)
-        if not request_keep_alive(self._head):
+        # llhttp applies the rule of framing.request_keep_alive (tested to agree).
+        if not self._parser.should_keep_alive():
             self._done = True  # llhttp refuses bytes after the last request; we ignore them
 
     def feed(self, data: bytes) -> list[Event]:

@@ -23,6 +23,7 @@ class TrustedProxies:
         self.everyone = False
         self.unix = False
         self._networks: list[Network] = []
+        self._known: dict[str, bool] = {}  # host -> trusted, for the hosts seen lately
         for entry in entries:
             entry = entry.strip()
             if entry == "*":
@@ -37,11 +38,18 @@ class TrustedProxies:
             return True
         if host is None:
             return self.unix
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self._networks)
+        known = self._known.get(host)
+        if known is None:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                known = False
+            else:
+                known = any(address in network for network in self._networks)
+            if len(self._known) >= 4096:  # bounded: forged X-Forwarded-For hops are hosts too
+                self._known.clear()
+            self._known[host] = known
+        return known
 
 
 def forwarded(
