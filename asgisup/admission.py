@@ -139,8 +139,11 @@ class ServiceTime:
         self.samples = 0
 
     def add(self, seconds: float) -> float:
-        self.samples += 1
-        self.mean += max(self.WEIGHT, 1.0 / self.samples) * (seconds - self.mean)
+        if self.samples * self.WEIGHT < 1.0:
+            self.samples += 1
+            self.mean += (seconds - self.mean) / self.samples
+        else:
+            self.mean += self.WEIGHT * (seconds - self.mean)
         return self.mean
 
 

@@ -188,6 +188,8 @@ class Listener:
         if not self._busy_close:
             return False
         mean = self._service.add(self.loop.time() - started)
+        if mean < self._min_service:
+            return False  # the cost gate, here on every response: keep it cheap
         return busy_close(self.admission, mean, self._min_service, self._queue_depth)
 
     def _queue_depth(self) -> int:
