@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +19,13 @@ TIMEOUT = 60.0  # generous: test machines are small and noisy
 
 _LISTENING = re.compile(r"listening on (https?://\S+|unix:\S+)")
 _READY = re.compile(r"Worker (\d+) \[pid (\d+)\] ready")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now (for a second server the test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:

@@ -13,7 +13,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import sys
 
 import httpx
@@ -21,7 +20,7 @@ import pytest
 import yaml
 
 from asgisup.config import BY_NAME, Config
-from tests.serverproc import ROOT, TIMEOUT, ServerProcess, wait_until
+from tests.serverproc import ROOT, TIMEOUT, ServerProcess, free_port, wait_until
 from tests.test_supervision import _can_unshare, _children
 
 EXAMPLE = ROOT / "examples" / "fastapi_app"
@@ -61,16 +60,10 @@ def test_dockerfile_runs_asgisup_as_pid_1_unprivileged() -> None:
     assert (config.app, config.max_inflight, config.health_path) == ("main:app", 1, "/healthz")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.skipif(_can_unshare() is not None, reason=str(_can_unshare()))
 def test_the_image_entrypoint_serves_and_stops_as_pid_1() -> None:
     env, entrypoint, _ = _dockerfile()
-    metrics = _free_port()
+    metrics = free_port()
     variables = {
         **_server_variables(env),
         # Tests never listen beyond loopback; the app is this checkout's copy.

@@ -18,13 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from asgisup.scoreboard import LATENCY_BUCKETS
 from asgisup.supervisor.metrics import Snapshot, WorkerFigures, render, table
-from tests.serverproc import ROOT, TIMEOUT, ServerProcess, wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.serverproc import ROOT, TIMEOUT, ServerProcess, free_port, wait_until
 
 
 def _metrics(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -46,7 +40,7 @@ def _total(samples: dict[Any, float], name: str, **match: str) -> float:
 
 
 def _serve(*args: str) -> tuple[ServerProcess, str]:
-    port = _free_port()
+    port = free_port()
     server = ServerProcess("tests.apps:app", "--metrics-bind", f"127.0.0.1:{port}", *args)
     return server, f"http://127.0.0.1:{port}"
 
@@ -272,7 +266,7 @@ def test_log_config_file_replaces_the_setup(tmp_path: Path) -> None:
     }
     path = tmp_path / "logging.json"
     path.write_text(json.dumps(config))
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "asgisup", "tests.apps:app", "--port", str(port)]
     command += ["--log-config", str(path)]
     proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import ROOT, TIMEOUT, ServerProcess, wait_until
+from tests.serverproc import ROOT, TIMEOUT, ServerProcess, free_port, wait_until
 
 
 class Stream:
@@ -238,15 +237,9 @@ def test_slow_import_within_the_boot_timeout_is_not_a_hang() -> None:
         assert server.stop() == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_usr1_reopens_the_log_file(tmp_path: Path) -> None:
     log = tmp_path / "asgisup.log"
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "asgisup", "tests.apps:app", "--port", str(port)]
     command += ["--workers", "2", "--log-file", str(log)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
