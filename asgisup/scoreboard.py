@@ -34,6 +34,7 @@ _REQUEST = struct.Struct(f"=d{_REQUEST_BYTES}s")
 _REQUEST_OFFSET = struct.calcsize("=IiIIIIQQd")
 _SEQ = struct.Struct("=I")
 SLOT_SIZE = 320
+READ_ATTEMPTS = 1000
 assert _SLOT.size <= SLOT_SIZE
 
 
@@ -102,9 +103,13 @@ class Scoreboard:
         return self._used.count(False)
 
     def read(self, index: int) -> Slot:
-        """A consistent copy of slot ``index`` (retries while its worker is writing)."""
+        """A consistent copy of slot ``index`` (retries while its worker is writing).
+
+        A worker killed in the middle of a write leaves its sequence number odd for good: after
+        READ_ATTEMPTS tries the last copy is returned as it is, so the reader never hangs.
+        """
         offset = index * SLOT_SIZE
-        while True:
+        for _ in range(READ_ATTEMPTS):
             fields = _SLOT.unpack_from(self._map, offset)
             (seq,) = _SEQ.unpack_from(self._map, offset)
             if seq == fields[0] and not seq & 1:

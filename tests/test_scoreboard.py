@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import pytest
@@ -65,4 +66,12 @@ def test_reader_never_sees_a_half_written_slot() -> None:
         assert slot.load == slot.accepted == slot.requests
         seen += 1
     assert board.read(index).requests == 20000 and seen > 0
+    board.close()
+
+
+def test_a_writer_killed_mid_write_does_not_hang_the_reader() -> None:
+    board = Scoreboard(1)
+    index = board.claim(generation=1, ceiling=1)
+    board._map[0:4] = (7).to_bytes(4, sys.byteorder)  # odd: a write that never finished
+    assert board.read(index).generation == 1  # returned after bounded retries
     board.close()
