@@ -19,234 +19,33 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import ipaddress
-import math
-import os
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from asgisup.errors import ConfigError
+from asgisup.kinds import (
+    ACCESS_FORMAT_KIND,
+    ADDRESSES,
+    APP_KIND,
+    C_INT_MAX,
+    FLAG,
+    HEADERS,
+    URL_PATH,
+    Kind,
+    Rejected,
+    choice,
+    integer,
+    nullable,
+    quote,
+    seconds,
+    text,
+    to_cert_reqs,
+    to_workers,
+)
 from asgisup.logs import ACCESS_FIELDS, ACCESS_FORMAT
 
 Origin = Literal["cli", "python"]
 App = str | Callable[..., Any]
-
-# listen()'s backlog and file descriptors are C ints; larger values would only fail later, in
-# the socket layer, with an OverflowError instead of a message naming the option.
-_C_INT_MAX = 2**31 - 1
-# RFC 9110 section 5.1: a field name is a token.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-class _Rejected(Exception):
-    """A Kind refused a value; ``part`` is the piece to quote when it is not the whole value."""
-
-    def __init__(self, part: object = None) -> None:
-        super().__init__(part)
-        self.part = part
-
-
-@dataclasses.dataclass(frozen=True)
-class Kind:
-    """How one setting's values are parsed and shown.
-
-    ``convert`` takes text (from the command line or the environment) or a value already typed
-    in Python, and returns the typed value; it raises _Rejected. ``accepted`` words the values
-    it takes for errors and docs.
-    """
-
-    accepted: str
-    convert: Callable[[object], object]
-    metavar: str = "VALUE"
-    show: Callable[[object], str] = str
-    boolean: bool = False  # a --name / --no-name pair on the command line
-    repeatable: bool = False  # one value per flag on the command line: --header A:1 --header B:2
-
-
-def _text(accepted: str, metavar: str, *, empty: bool = True) -> Kind:
-    def convert(value: object) -> object:
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if isinstance(value, str) and (empty or value):
-            return value
-        raise _Rejected
-
-    return Kind(accepted, convert, metavar, show=lambda value: str(value) or '""')
-
-
-def _to_int(value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, str):
-        try:
-            value = int(value.strip(), 10)
-        except ValueError:
-            raise _Rejected from None
-    # bool is an int subclass, but workers=True is a mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise _Rejected
-    if high is not None and value > high:
-        raise _Rejected
-    return value
-
-
-def _integer(accepted: str, low: int, high: int | None = None) -> Kind:
-    return Kind(accepted, lambda value: _to_int(value, low, high), "INT")
-
-
-def _seconds(accepted: str, *, zero: bool) -> Kind:
-    def convert(value: object) -> object:
-        if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise _Rejected from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Rejected
-        number = float(value)
-        if not math.isfinite(number) or number < 0 or (number == 0 and not zero):
-            raise _Rejected
-        return number
-
-    return Kind(accepted, convert, "SECONDS", show=lambda value: f"{value:g}")
-
-
-def _choice(*choices: str) -> Kind:
-    def convert(value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() in choices:
-            return value.strip().lower()
-        raise _Rejected
-
-    return Kind("one of " + ", ".join(choices), convert, "{" + ",".join(choices) + "}")
-
-
-def _to_bool(value: object) -> object:
-    if isinstance(value, bool):
-        return value
-    word = value.strip().lower() if isinstance(value, str) else None
-    if word in _TRUE or word in _FALSE:
-        return word in _TRUE
-    raise _Rejected
-
-
-def _nullable(kind: Kind) -> Kind:
-    """``kind``'s values, or None: not used."""
-    return dataclasses.replace(
-        kind,
-        convert=lambda value: None if value is None else kind.convert(value),
-        show=lambda value: "none" if value is None else kind.show(value),
-    )
-
-
-def _to_workers(value: object) -> object:
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    return _to_int(value, 1)
-
-
-def _to_addresses(value: object) -> object:
-    items = value.split(",") if isinstance(value, str) else _strings(value)
-    entries = tuple(item.strip() for item in items if item.strip())
-    for entry in entries:
-        if entry not in ("*", "unix:"):
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise _Rejected(entry) from None
-    return entries
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, Iterable) and all(isinstance(item, str) for item in value):
-        return list(value)
-    raise _Rejected
-
-
-def _to_headers(value: object) -> object:
-    # One header per line in the environment: a value may hold ';' or ',' (Cache-Control,
-    # Content-Security-Policy), never a line break, which would split the response head.
-    if isinstance(value, str):
-        value = [line for line in value.splitlines() if line.strip()]
-    if not isinstance(value, Iterable):
-        raise _Rejected
-    return tuple(_header(item) for item in value)
-
-
-def _header(item: object) -> tuple[str, str]:
-    if isinstance(item, str):
-        name, sep, text = item.partition(":")
-    elif isinstance(item, (tuple, list)) and len(item) == 2:
-        name, sep, text = item[0], ":", item[1]
-    else:
-        raise _Rejected(item)
-    if not (sep and isinstance(name, str) and isinstance(text, str)):
-        raise _Rejected(item)
-    name, text = name.strip(), text.strip()
-    if not _TOKEN.fullmatch(name) or any(char in text for char in "\r\n\0"):
-        raise _Rejected(item)
-    try:
-        text.encode("latin-1")  # the bytes that go on the wire (RFC 9110 section 5.5)
-    except UnicodeEncodeError:
-        raise _Rejected(item) from None
-    return name, text
-
-
-def _show_headers(value: object) -> str:
-    assert isinstance(value, tuple)
-    return "; ".join(f"{name}: {text}" for name, text in value) or "none"
-
-
-def _to_app(value: object) -> object:
-    if isinstance(value, str):
-        module, sep, attr = value.strip().partition(":")
-        if sep and module and attr:
-            return value.strip()
-    elif callable(value):
-        return value
-    raise _Rejected
-
-
-def _to_cert_reqs(value: object) -> object:
-    names = {"0": "none", "1": "optional", "2": "required"}
-    word = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    word = names.get(word, word) if word is not None else None
-    if word in ("none", "optional", "required"):
-        return word
-    raise _Rejected
-
-
-def _to_url_path(value: object) -> object:
-    if (
-        isinstance(value, str)
-        and value.startswith("/")
-        and value.isprintable()
-        and " " not in value
-    ):
-        return value
-    raise _Rejected
-
-
-def _to_access_format(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            value.format_map(ACCESS_FIELDS)
-        except (KeyError, ValueError, IndexError, AttributeError):
-            raise _Rejected from None
-        return value
-    raise _Rejected
-
-
-_ACCESS_FORMAT = Kind(
-    "a format string of the fields " + ", ".join(f"{{{name}}}" for name in ACCESS_FIELDS),
-    _to_access_format,
-    "FORMAT",
-)
-
-_URL_PATH = Kind("a path starting with /", _to_url_path, "PATH")
-
-_FLAG = Kind("true or false (1/0, yes/no, on/off)", _to_bool, boolean=True,
-             show=lambda value: "true" if value else "false")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,157 +79,145 @@ class Setting:
         """The typed value. Raises ConfigError naming the option (and ``source``, a variable)."""
         try:
             return self.kind.convert(value)
-        except _Rejected as exc:
-            got = _quote(value if exc.part is None else exc.part)
+        except Rejected as exc:
+            got = quote(value if exc.part is None else exc.part)
             where = f" (from {source})" if source else ""
             raise ConfigError(
                 f"{self.label(origin)}: expected {self.kind.accepted}, got {got}{where}"
             ) from None
 
 
-def _quote(value: object) -> str:
-    text = repr(value).replace("\n", "\\n")  # a hostile __repr__ must not break the one line
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-_ADDRESSES = Kind("IP addresses or networks separated by commas, '*' (any) or 'unix:'",
-                  _to_addresses, "LIST", show=lambda value: ",".join(_strings(value)))  # fmt: skip
-_APP_KIND = Kind("'module:attribute' (e.g. 'main:app') or an ASGI application object",
-                 _to_app, "MODULE:ATTR")  # fmt: skip
-_HEADERS = Kind("'Name: Value' (one per line in the environment)", _to_headers,
-                "'NAME: VALUE'", show=_show_headers, repeatable=True)  # fmt: skip
-
 # One row per setting, in --help order; kept in columns by hand, hence no formatter here.
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
-    Setting("app", _APP_KIND, None, "The ASGI application.", positional=True),
-    Setting("host", _text("a host name or address", "HOST", empty=False), "127.0.0.1",
+    Setting("app", APP_KIND, None, "The ASGI application.", positional=True),
+    Setting("host", text("a host name or address", "HOST", empty=False), "127.0.0.1",
             "Bind the socket to this host."),
-    Setting("port", _integer("an integer from 0 to 65535", 0, 65535), 8000,
+    Setting("port", integer("an integer from 0 to 65535", 0, 65535), 8000,
             "Bind the socket to this port (0: any free port)."),
-    Setting("uds", _nullable(_text("a socket path", "PATH", empty=False)), None,
+    Setting("uds", nullable(text("a socket path", "PATH", empty=False)), None,
             "Bind to this Unix domain socket instead of host and port."),
-    Setting("fd", _nullable(_integer("a file descriptor (an integer >= 0)", 0, _C_INT_MAX)), None,
+    Setting("fd", nullable(integer("a file descriptor (an integer >= 0)", 0, C_INT_MAX)), None,
             "Serve on this inherited listening file descriptor instead of host and port."),
-    Setting("backlog", _integer("a positive integer (at most 2147483647)", 1, _C_INT_MAX), 2048,
+    Setting("backlog", integer("a positive integer (at most 2147483647)", 1, C_INT_MAX), 2048,
             "Length of the kernel's accept queue (capped by net.core.somaxconn)."),
-    Setting("workers", Kind("a positive integer or 'auto'", _to_workers, "{INT,auto}"), 1,
+    Setting("workers", Kind("a positive integer or 'auto'", to_workers, "{INT,auto}"), 1,
             "Number of worker processes; 'auto' is one per usable CPU (affinity and cgroup "
             "quota).", fallbacks=("WEB_CONCURRENCY",)),
-    Setting("max_inflight", _integer("an integer >= 0", 0), 0,
+    Setting("max_inflight", integer("an integer >= 0", 0), 0,
             "In-flight requests per worker; at this many it stops accepting (0: no ceiling)."),
-    Setting("busy_close", _FLAG, True,
+    Setting("busy_close", FLAG, True,
             "With a ceiling: answer 'Connection: close' rather than keep a connection alive "
             "when the worker is still full or connections wait in the accept queue, so the "
             "client's next request goes through the shared queue to a free worker."),
-    Setting("busy_close_min_service", _seconds("a number of seconds >= 0", zero=True), 0.001,
+    Setting("busy_close_min_service", seconds("a number of seconds >= 0", zero=True), 0.001,
             "Apply --busy-close only while the worker's recent mean service time is at least "
             "this many seconds, so cheap requests keep their keep-alive (0: always)."),
-    Setting("defer_accept", _integer("an integer >= 0 (seconds)", 0, 3600), 30,
+    Setting("defer_accept", integer("an integer >= 0 (seconds)", 0, 3600), 30,
             "TCP_DEFER_ACCEPT: the kernel hands a connection to a worker only once its first "
             "bytes arrived (or after this many seconds), so an idle pre-opened connection "
             "takes no worker's slot (0: off; see docs/admission.md for the measurement)."),
-    Setting("loop", _choice("auto", "asyncio", "uvloop"), "auto",
+    Setting("loop", choice("auto", "asyncio", "uvloop"), "auto",
             "Event loop; 'auto' is uvloop when installed."),
-    Setting("http", _choice("auto", "h11", "httptools"), "auto",
+    Setting("http", choice("auto", "h11", "httptools"), "auto",
             "HTTP/1.1 parser; 'auto' is httptools when installed."),
-    Setting("lifespan", _choice("auto", "on", "off"), "auto",
+    Setting("lifespan", choice("auto", "on", "off"), "auto",
             "ASGI lifespan events; 'auto' runs them when the app supports them."),
-    Setting("factory", _FLAG, False,
+    Setting("factory", FLAG, False,
             "Treat the application as a factory: call it with no arguments to get the app."),
-    Setting("app_dir", _text("a directory", "DIR"), ".",
+    Setting("app_dir", text("a directory", "DIR"), ".",
             "Look for the application's module in this directory (put first on sys.path)."),
-    Setting("preload", _FLAG, False,
+    Setting("preload", FLAG, False,
             "Import the application once in the supervisor, before forking: workers share its "
             "memory copy-on-write and start faster, but SIGHUP no longer loads new code."),
-    Setting("reload", _FLAG, False,
+    Setting("reload", FLAG, False,
             "Development: restart the workers (one by one, like SIGHUP) when a .py file under "
             "--reload-dir changes (needs watchfiles, in the standard extra)."),
-    Setting("reload_dir", _text("a directory", "DIR"), "",
+    Setting("reload_dir", text("a directory", "DIR"), "",
             "Where --reload watches (default: --app-dir)."),
-    Setting("ssl_certfile", _nullable(_text("a file path", "PATH", empty=False)), None,
+    Setting("ssl_certfile", nullable(text("a file path", "PATH", empty=False)), None,
             "Serve HTTPS with this certificate (PEM; the chain after the certificate)."),
-    Setting("ssl_keyfile", _nullable(_text("a file path", "PATH", empty=False)), None,
+    Setting("ssl_keyfile", nullable(text("a file path", "PATH", empty=False)), None,
             "The certificate's private key (PEM), if not in --ssl-certfile."),
-    Setting("ssl_keyfile_password", _nullable(_text("a string", "PASSWORD")), None,
+    Setting("ssl_keyfile_password", nullable(text("a string", "PASSWORD")), None,
             "The password of an encrypted --ssl-keyfile."),
-    Setting("ssl_ca_certs", _nullable(_text("a file path", "PATH", empty=False)), None,
+    Setting("ssl_ca_certs", nullable(text("a file path", "PATH", empty=False)), None,
             "CA certificates (PEM) to verify client certificates with (see --ssl-cert-reqs)."),
     Setting("ssl_cert_reqs", Kind("one of none, optional, required (or 0, 1, 2)",
-            _to_cert_reqs, "{none,optional,required}"), "none",
+            to_cert_reqs, "{none,optional,required}"), "none",
             "Whether clients must present a certificate."),
-    Setting("ssl_ciphers", _nullable(_text("an OpenSSL cipher list", "CIPHERS", empty=False)),
+    Setting("ssl_ciphers", nullable(text("an OpenSSL cipher list", "CIPHERS", empty=False)),
             None, "Allowed ciphers for TLS 1.2 and below (default: Python's secure defaults)."),
-    Setting("timeout_keep_alive", _seconds("a number of seconds > 0", zero=False), 5.0,
+    Setting("timeout_keep_alive", seconds("a number of seconds > 0", zero=False), 5.0,
             "Close an idle keep-alive connection after this many seconds."),
-    Setting("timeout_request_head", _seconds("a number of seconds > 0", zero=False), 10.0,
+    Setting("timeout_request_head", seconds("a number of seconds > 0", zero=False), 10.0,
             "A client that has begun a request must complete its line and headers within this "
             "many seconds of the connection opening or of the previous response (slowloris); "
             "else 408 and close."),
-    Setting("timeout_client_stall", _seconds("a number of seconds > 0", zero=False), 60.0,
+    Setting("timeout_client_stall", seconds("a number of seconds > 0", zero=False), 60.0,
             "Close a connection whose client sends none of an awaited request body, or reads "
             "none of a response held back by flow control, for this many seconds."),
-    Setting("max_request_head_size", _integer("an integer from 1024 to 1048576 (bytes)",
+    Setting("max_request_head_size", integer("an integer from 1024 to 1048576 (bytes)",
             1024, 1024 * 1024), 64 * 1024,
             "Largest request line plus headers, in bytes; larger gets 431.",
             aliases=("--h11-max-incomplete-event-size",)),
-    Setting("max_request_headers", _integer("an integer from 1 to 10000", 1, 10000), 100,
+    Setting("max_request_headers", integer("an integer from 1 to 10000", 1, 10000), 100,
             "Most header fields in a request; more gets 431."),
-    Setting("max_request_body_size", _integer("an integer >= 0 (bytes)", 0), 0,
+    Setting("max_request_body_size", integer("an integer >= 0 (bytes)", 0), 0,
             "Largest request body in bytes; larger gets 413 (0: no limit)."),
-    Setting("timeout_graceful_shutdown", _seconds("a number of seconds >= 0", zero=True), 30.0,
+    Setting("timeout_graceful_shutdown", seconds("a number of seconds >= 0", zero=True), 30.0,
             "On stop, wait this long for in-flight requests before closing them (uvicorn waits "
             "forever by default; 30 is gunicorn's graceful_timeout)."),
-    Setting("timeout_worker", _seconds("a number of seconds >= 0", zero=True), 60.0,
+    Setting("timeout_worker", seconds("a number of seconds >= 0", zero=True), 60.0,
             "A worker whose event loop has been blocked this long is replaced: SIGTERM, then "
             "SIGKILL 5 s later (0: never)."),
-    Setting("timeout_worker_boot", _seconds("a number of seconds >= 0", zero=True), 120.0,
+    Setting("timeout_worker_boot", seconds("a number of seconds >= 0", zero=True), 120.0,
             "A worker not ready this long after it started (importing the app and lifespan "
             "startup) is killed and started again (0: wait forever)."),
-    Setting("max_requests", _integer("an integer >= 0", 0), 0,
+    Setting("max_requests", integer("an integer >= 0", 0), 0,
             "Replace a worker after it has served about this many requests; its replacement "
             "starts first (0: never).", aliases=("--limit-max-requests",)),
-    Setting("max_requests_jitter", _integer("an integer >= 0", 0), 0,
+    Setting("max_requests_jitter", integer("an integer >= 0", 0), 0,
             "Vary --max-requests by up to this many per worker, so workers do not all recycle "
             "at once.", aliases=("--limit-max-requests-jitter",)),
-    Setting("max_worker_memory", _integer("an integer >= 0 (MiB)", 0), 0,
+    Setting("max_worker_memory", integer("an integer >= 0 (MiB)", 0), 0,
             "Replace a worker whose resident memory exceeds this many MiB; its replacement "
             "starts first (0: never)."),
-    Setting("metrics_bind", _nullable(_text("HOST:PORT or a Unix socket path", "ADDRESS",
+    Setting("metrics_bind", nullable(text("HOST:PORT or a Unix socket path", "ADDRESS",
             empty=False)), None,
             "Serve /metrics (Prometheus), /status and the --health-path from the supervisor "
             "on this address (it answers while every worker is busy)."),
-    Setting("health_path", _nullable(_URL_PATH), None,
+    Setting("health_path", nullable(URL_PATH), None,
             "Answer this path without calling the app: on --metrics-bind 200 while the "
             "server can take work, else 503; on the server's own port 200."),
-    Setting("health_queue_threshold", _integer("an integer >= 0", 0), 0,
+    Setting("health_queue_threshold", integer("an integer >= 0", 0), 0,
             "The --health-path says 503 when every worker is full and more than this many "
             "connections wait in the accept queue."),
-    Setting("pid_file", _nullable(_text("a file path", "PATH", empty=False)), None,
+    Setting("pid_file", nullable(text("a file path", "PATH", empty=False)), None,
             "Write the supervisor's pid to this file (for 'asgisup status' and scripts)."),
-    Setting("log_level", _choice("critical", "error", "warning", "info", "debug", "trace"),
+    Setting("log_level", choice("critical", "error", "warning", "info", "debug", "trace"),
             "info", "Log level."),
-    Setting("access_log", _FLAG, True, "Log one line per request."),
-    Setting("access_log_format", _ACCESS_FORMAT, ACCESS_FORMAT,
+    Setting("access_log", FLAG, True, "Log one line per request."),
+    Setting("access_log_format", ACCESS_FORMAT_KIND, ACCESS_FORMAT,
             "The access log line, a Python format string of: " + ", ".join(ACCESS_FIELDS)
             + " (the default is uvicorn's line)."),
-    Setting("log_format", _choice("text", "json"), "text",
+    Setting("log_format", choice("text", "json"), "text",
             "'json': one JSON object a line, with pid, worker and each request's fields."),
-    Setting("log_config", _nullable(_text("a file path", "PATH", empty=False)), None,
+    Setting("log_config", nullable(text("a file path", "PATH", empty=False)), None,
             "A logging.config.dictConfig file (JSON, or YAML with PyYAML) to use instead of "
             "asgisup's own log setup."),
-    Setting("log_file", _nullable(_text("a file path", "PATH", empty=False)), None,
+    Setting("log_file", nullable(text("a file path", "PATH", empty=False)), None,
             "Append the log to this file instead of stderr; SIGUSR1 reopens it (logrotate)."),
-    Setting("root_path", _text("a string", "PATH"), "",
+    Setting("root_path", text("a string", "PATH"), "",
             "The ASGI root_path, for an app mounted below a path prefix by a proxy."),
-    Setting("proxy_headers", _FLAG, True,
+    Setting("proxy_headers", FLAG, True,
             "Take the client address and scheme from X-Forwarded-For and X-Forwarded-Proto "
             "when the peer is in --forwarded-allow-ips."),
-    Setting("forwarded_allow_ips", _ADDRESSES, ("127.0.0.1",),
+    Setting("forwarded_allow_ips", ADDRESSES, ("127.0.0.1",),
             "Proxies trusted for the proxy headers.", fallbacks=("FORWARDED_ALLOW_IPS",)),
-    Setting("server_header", _FLAG, True, "Send 'server: asgisup' unless the app sets one."),
-    Setting("date_header", _FLAG, True, "Send a 'date' header unless the app sets one."),
-    Setting("headers", _HEADERS, (), "Add this header to every response (repeatable).",
+    Setting("server_header", FLAG, True, "Send 'server: asgisup' unless the app sets one."),
+    Setting("date_header", FLAG, True, "Send a 'date' header unless the app sets one."),
+    Setting("headers", HEADERS, (), "Add this header to every response (repeatable).",
             flag="--header"),
 )
 # fmt: on
