@@ -29,7 +29,6 @@ import socket
 import ssl
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import NoReturn
 
@@ -40,7 +39,9 @@ from asgisup.proctitle import app_name
 from asgisup.scoreboard import Scoreboard, Slot
 from asgisup.sockinfo import accept_queue
 from asgisup.supervisor.control import ControlServer, bind_endpoint, control_socket_path
-from asgisup.supervisor.metrics import Snapshot, WorkerFigures
+from asgisup.supervisor.figures import take_snapshot
+from asgisup.supervisor.handles import WorkerHandle, describe_exit
+from asgisup.supervisor.metrics import Snapshot
 from asgisup.supervisor.policy import QueueWatch, RestartBackoff, recycle_reason, request_limit
 from asgisup.supervisor.procfs import resident_bytes
 from asgisup.worker.process import EXIT_BOOT_FAILED, FAILED, READY, WorkerSpec, child_main
@@ -62,34 +63,6 @@ _HANDLED = (
     signal.SIGTTOU,
     signal.SIGUSR1,
 )
-
-
-@dataclass(eq=False)
-class WorkerHandle:
-    index: int
-    pid: int
-    slot: int
-    generation: int
-    report_fd: int | None
-    started: float
-    request_limit: int | None = None
-    ready: bool = False
-    retiring: bool = False  # no longer counts for its index: replaced or surplus
-    stopping: bool = False  # told to stop (SIGTERM sent)
-    kill_at: float | None = None  # SIGKILL then, if still alive
-    replaces: int | None = None  # pid of the worker it takes over from, once ready
-    report: bytearray = field(default_factory=bytearray)
-
-    @property
-    def name(self) -> str:
-        return f"Worker {self.index + 1} [pid {self.pid}]"
-
-
-def describe_exit(status: int) -> str:
-    code = os.waitstatus_to_exitcode(status)
-    if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exited with code {code}"
 
 
 class Supervisor:
@@ -536,38 +509,16 @@ class Supervisor:
 
     def snapshot(self) -> Snapshot:
         """The figures of every worker and of the accept queue, as of now."""
-        now = time.monotonic()
-        queue = accept_queue(self.sock)
-        workers = []
-        for handle in self.workers.values():
-            slot = self.board.read(handle.slot)
-            workers.append(
-                WorkerFigures(
-                    index=handle.index + 1,
-                    pid=handle.pid,
-                    generation=handle.generation,
-                    state=slot.state.name.lower() if handle.ready else "booting",
-                    load=slot.load,
-                    ceiling=self.config.max_inflight,
-                    accepted=slot.accepted,
-                    requests=slot.requests,
-                    responses=slot.responses,
-                    heartbeat_age=round(slot.blocked_for(now), 3) if handle.ready else 0.0,
-                    resident_bytes=resident_bytes(handle.pid),
-                    full_seconds=round(slot.full_seconds, 3),
-                    latency_buckets=slot.latency,
-                    latency_sum=slot.latency_sum,
-                )
-            )
-        return Snapshot(
+        return take_snapshot(
+            self.workers.values(),
+            self.board,
+            self.sock,
             app=app_name(self.config.app),
+            ceiling=self.config.max_inflight,
             size=self.size,
             generation=self.generation,
             stopping=self._stopping,
-            queue_depth=queue[0] if queue else None,
-            queue_limit=queue[1] if queue else None,
-            workers=workers,
-            restarts=dict(self.restarts),
+            restarts=self.restarts,
         )
 
     def _backoff_for(self, index: int) -> RestartBackoff:
