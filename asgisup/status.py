@@ -49,13 +49,29 @@ def find_socket(pid: int | None, pid_file: str | None) -> str:
             raise ConfigError(f"--pid-file {pid_file}: no pid in it ({exc})") from None
     if pid is not None:
         return control_socket_path(pid)
-    found = sorted(glob.glob(os.path.join(runtime_dir(), "asgisup-*.sock")))
+    found = [
+        path
+        for path in sorted(glob.glob(os.path.join(runtime_dir(), "asgisup-*.sock")))
+        if _alive(path)  # a supervisor killed hard leaves its socket file behind
+    ]
     if len(found) == 1:
         return found[0]
     if not found:
         raise ConfigError(f"no running asgisup server found in {runtime_dir()}")
-    pids = ", ".join(path.rsplit("-", 1)[1][:-5] for path in found)
+    pids = ", ".join(path.rsplit("-", 1)[1].removesuffix(".sock") for path in found)
     raise ConfigError(f"several servers are running (pids {pids}): choose one with --pid")
+
+
+def _alive(path: str) -> bool:
+    try:
+        os.kill(int(path.rsplit("-", 1)[1].removesuffix(".sock")), 0)
+    except ValueError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:

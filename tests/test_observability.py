@@ -293,3 +293,19 @@ def test_unreadable_log_config_is_one_line(tmp_path: Path) -> None:
         f"asgisup: error: --log-config {bad}: expected a mapping "
         "(logging.config.dictConfig's schema)"
     ]
+
+
+def test_status_finds_the_only_live_server(tmp_path: Path) -> None:
+    """Without --pid: the one control socket of a live supervisor; stale ones are skipped."""
+    (tmp_path / "asgisup-999999999.sock").touch()  # left behind by a supervisor killed hard
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    with ServerProcess("tests.apps:app", env=env) as server:
+        server.start()
+        result = subprocess.run(
+            [sys.executable, "-m", "asgisup", "status"],
+            cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+            env={**os.environ, **env},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "1 worker(s) of 1 wanted" in result.stdout
+        assert server.stop() == 0
