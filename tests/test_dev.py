@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -58,9 +57,17 @@ async def app(scope, receive, send):
         server.start()
         assert "Reload: watching" in server.log
         assert httpx.get(server.url, timeout=TIMEOUT).json() == "one"
-        time.sleep(0.5)  # let the watcher settle before the change
-        module.write_text(source.format(version="two"))
-        server.wait_for(r"Reload: hotapp\.py changed")
+        # The watcher process may still be starting: a change it cannot have seen is made
+        # again, until it reports one (no fixed sleep to guess its start-up time).
+        for attempt in range(6):
+            module.write_text(source.format(version="two") + f"# edit {attempt}\n")
+            try:
+                server.wait_for(r"Reload: hotapp\.py changed", timeout=5)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError(f"the reloader never saw the change:\n{server.log}")
         server.wait_for(r"Rolling restart done")
         wait_until(lambda: httpx.get(server.url, timeout=TIMEOUT).json() == "two")
         assert server.stop() == 0
