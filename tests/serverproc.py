@@ -21,6 +21,27 @@ _LISTENING = re.compile(r"listening on (https?://\S+|unix:\S+)")
 _READY = re.compile(r"Worker (\d+) \[pid (\d+)\] ready")
 
 
+# Variables asgisup reads: a command under test must not inherit them from the developer's shell.
+READ = ("ASGISUP_", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(READ)}
+    return {**env, "PYTHONPATH": str(ROOT), "COLUMNS": "100", **extra}
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m asgisup ARGS`` to completion (a command that is expected to end)."""
+    return subprocess.run(
+        [sys.executable, "-m", "asgisup", *args],
+        cwd=ROOT,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 nothing listens on now (for a second server the test starts)."""
     with socket.socket() as probe:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,26 +13,7 @@ import asgisup.runner
 from asgisup import cli
 from asgisup.config import SETTINGS, Config
 from asgisup.errors import BootError, ConfigError
-
-ROOT = Path(__file__).resolve().parent.parent
-# Variables the server reads; the environment of the machine running the tests must not leak in.
-READ = ("ASGISUP_", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(READ)}
-    return {**env, "PYTHONPATH": str(ROOT), "COLUMNS": "100", **extra}
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asgisup", *args],
-        cwd=ROOT,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.serverproc import READ, run_cli
 
 
 def test_version() -> None:

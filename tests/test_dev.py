@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.serverproc import ROOT, TIMEOUT, ServerProcess, wait_until
+from tests.serverproc import TIMEOUT, ServerProcess, run_cli, wait_until
 
 
 @pytest.mark.parametrize("preload", [True, False])
@@ -26,11 +24,9 @@ def test_preload_imports_once_in_the_supervisor(preload: bool) -> None:
 
 
 def test_preload_import_error_stops_before_any_worker() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "asgisup", "tests.broken.raising_import:app", "--preload",
-         "--workers", "2", "--port", "0"],
-        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-    )  # fmt: skip
+    result = run_cli(
+        "tests.broken.raising_import:app", "--preload", "--workers", "2", "--port", "0"
+    )
     assert result.returncode == 3
     assert result.stderr.count("RuntimeError: settings.DATABASE_URL is not set") == 1
     assert "Started worker" not in result.stderr

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from asgisup.scoreboard import LATENCY_BUCKETS
 from asgisup.supervisor.metrics import Snapshot, WorkerFigures, render, table
-from tests.serverproc import ROOT, TIMEOUT, ServerProcess, free_port, wait_until
+from tests.serverproc import ROOT, TIMEOUT, ServerProcess, free_port, run_cli, wait_until
 
 
 def _metrics(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -135,13 +135,7 @@ def test_status_command_shows_a_live_server(tmp_path: Path) -> None:
         assert server.proc is not None
         assert int(pid_file.read_text()) == server.proc.pid
         httpx.get(server.url + "/pid", timeout=TIMEOUT)
-        result = subprocess.run(
-            [sys.executable, "-m", "asgisup", "status", "--pid-file", str(pid_file)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-        )
+        result = run_cli("status", "--pid-file", str(pid_file))
         assert result.returncode == 0, result.stderr
         assert "tests.apps:app: 2 worker(s) of 2 wanted, generation 1" in result.stdout
         rows = [line.split() for line in result.stdout.splitlines()[3:]]
@@ -152,13 +146,7 @@ def test_status_command_shows_a_live_server(tmp_path: Path) -> None:
 
 
 def test_status_without_a_server_says_so() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "asgisup", "status", "--pid", "999999999"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    result = run_cli("status", "--pid", "999999999")
     assert result.returncode == 1
     assert result.stderr.startswith("asgisup status: error: cannot reach ")
 
@@ -185,11 +173,7 @@ def test_metrics_bind_that_cannot_be_bound_is_one_clear_line() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "asgisup", "tests.apps:app", "--port", "0",
-             "--metrics-bind", f"127.0.0.1:{port}"],
-            cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-        )  # fmt: skip
+        result = run_cli("tests.apps:app", "--port", "0", "--metrics-bind", f"127.0.0.1:{port}")
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert errors == [f"asgisup: error: --metrics-bind 127.0.0.1:{port}: Address already in use"]
@@ -242,10 +226,7 @@ def test_access_log_format() -> None:
 
 
 def test_bad_access_log_format_is_refused() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "asgisup", "tests.apps:app", "--access-log-format", "{nope}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-    )  # fmt: skip
+    result = run_cli("tests.apps:app", "--access-log-format", "{nope}")
     assert result.returncode == 2
     assert result.stderr.startswith("asgisup: error: --access-log-format: expected a format")
     assert len(result.stderr.splitlines()) == 1
@@ -284,10 +265,7 @@ def test_log_config_file_replaces_the_setup(tmp_path: Path) -> None:
 def test_unreadable_log_config_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "logging.json"
     bad.write_text("[1, 2]")
-    result = subprocess.run(
-        [sys.executable, "-m", "asgisup", "tests.apps:app", "--log-config", str(bad)],
-        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-    )  # fmt: skip
+    result = run_cli("tests.apps:app", "--log-config", str(bad))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"asgisup: error: --log-config {bad}: expected a mapping "
@@ -301,11 +279,7 @@ def test_status_finds_the_only_live_server(tmp_path: Path) -> None:
     env = {"XDG_RUNTIME_DIR": str(tmp_path)}
     with ServerProcess("tests.apps:app", env=env) as server:
         server.start()
-        result = subprocess.run(
-            [sys.executable, "-m", "asgisup", "status"],
-            cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-            env={**os.environ, **env},
-        )  # fmt: skip
+        result = run_cli("status", **env)
         assert result.returncode == 0, result.stderr
         assert "1 worker(s) of 1 wanted" in result.stdout
         assert server.stop() == 0

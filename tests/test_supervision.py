@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serverproc import ROOT, TIMEOUT, ServerProcess, free_port, wait_until
+from tests.serverproc import ROOT, TIMEOUT, ServerProcess, free_port, run_cli, wait_until
 
 
 class Stream:
@@ -261,13 +261,7 @@ def test_usr1_reopens_the_log_file(tmp_path: Path) -> None:
 
 def test_unwritable_log_file_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such" / "dir" / "a.log"
-    result = subprocess.run(
-        [sys.executable, "-m", "asgisup", "tests.apps:app", "--log-file", str(missing)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    result = run_cli("tests.apps:app", "--log-file", str(missing))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"asgisup: error: --log-file {missing}: cannot open it (No such file or directory)"

@@ -4,15 +4,13 @@ certificates, and clear errors for unusable files."""
 from __future__ import annotations
 
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import trustme
 
-from tests.serverproc import ROOT, TIMEOUT, ServerProcess
+from tests.serverproc import TIMEOUT, ServerProcess, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +68,7 @@ def test_encrypted_key_with_its_password(ca: trustme.CA, tmp_path: Path) -> None
         verify = ssl.create_default_context(cafile=tmp_path / "ca.pem")
         assert httpx.get(server.url + "/pid", verify=verify, timeout=TIMEOUT).status_code == 200
         assert server.stop() == 0
-    wrong = _run(*args, "--ssl-keyfile-password", "nope")
+    wrong = run_cli("tests.apps:app", "--port", "0", *args, "--ssl-keyfile-password", "nope")
     assert wrong.returncode == 2
     assert wrong.stderr.startswith(f"asgisup: error: --ssl-certfile {tmp_path / 'cert.pem'}: ")
 
@@ -92,13 +90,6 @@ def test_client_certificates_when_required(ca: trustme.CA, files: dict[str, Path
         assert "Traceback" not in server.log
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asgisup", "tests.apps:app", "--port", "0", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
-    )  # fmt: skip
-
-
 def test_unusable_tls_options_are_one_line_each(files: dict[str, Path], tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
     cases = {
@@ -109,7 +100,7 @@ def test_unusable_tls_options_are_one_line_each(files: dict[str, Path], tmp_path
         ("--ssl-cert-reqs", "maybe"): "--ssl-cert-reqs: expected one of none, optional",
     }  # fmt: skip
     for args, shown in cases.items():
-        result = _run(*args)
+        result = run_cli("tests.apps:app", "--port", "0", *args)
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stderr.startswith(f"asgisup: error: {shown}"), result.stderr
