@@ -131,29 +131,25 @@ def _per_worker(out: _Writer, workers: Iterable[WorkerFigures]) -> None:
             "asgisup_worker_info", 1, worker=w.index, pid=w.pid, generation=w.generation,
             state=w.state,
         )  # fmt: skip
-    gauges = (
-        ("load", "Connections holding work (accepted and waiting, or with a request).", "load"),
-        ("ceiling", "The worker's in-flight ceiling (0: none).", "ceiling"),
-        ("heartbeat_age_seconds", "Time since the event loop last beat.", "heartbeat_age"),
-        ("resident_bytes", "Resident memory.", "resident_bytes"),
-    )
-    for suffix, help_text, attribute in gauges:
+    simple = (  # (name, type, help, WorkerFigures attribute)
+        ("load", "gauge", "Connections holding work (accepted and waiting, or with a request).",
+         "load"),
+        ("ceiling", "gauge", "The worker's in-flight ceiling (0: none).", "ceiling"),
+        ("heartbeat_age_seconds", "gauge", "Time since the event loop last beat.",
+         "heartbeat_age"),
+        ("resident_bytes", "gauge", "Resident memory.", "resident_bytes"),
+        ("accepted_total", "counter", "Connections accepted.", "accepted"),
+        ("requests_total", "counter", "Requests started.", "requests"),
+        ("full_seconds_total", "counter", "Time spent at the ceiling, accepting nothing.",
+         "full_seconds"),
+    )  # fmt: skip
+    for suffix, kind, help_text, attribute in simple:
         name = f"asgisup_worker_{suffix}"
-        out.family(name, "gauge", help_text)
+        out.family(name, kind, help_text)
         for w in workers:
             value = getattr(w, attribute)
-            if value is not None:
+            if value is not None:  # resident memory is unknown once a process is gone
                 out.sample(name, value, worker=w.index, pid=w.pid)
-    counters = (
-        ("accepted", "Connections accepted.", "accepted"),
-        ("requests", "Requests started.", "requests"),
-        ("full_seconds", "Time spent at the ceiling, accepting nothing.", "full_seconds"),
-    )
-    for suffix, help_text, attribute in counters:
-        name = f"asgisup_worker_{suffix}_total"
-        out.family(name, "counter", help_text)
-        for w in workers:
-            out.sample(name, getattr(w, attribute), worker=w.index, pid=w.pid)
     out.family("asgisup_worker_responses_total", "counter", "Responses sent, by status class.")
     for w in workers:
         for status_class, count in zip(CLASSES, w.responses, strict=True):
