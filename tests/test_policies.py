@@ -148,8 +148,14 @@ def test_request_limit_spreads_recycling() -> None:
 
 def test_recycle_reason() -> None:
     assert recycle_reason(9, 10, None, 0) is None
-    assert recycle_reason(10, 10, None, 0) == "served 10 requests (--max-requests)"
+    assert recycle_reason(10, 10, None, 0) == (
+        "max_requests",
+        "served 10 requests (--max-requests)",
+    )
     assert recycle_reason(10**6, None, 10**9, 0) is None  # no limits, no recycling
-    assert recycle_reason(0, None, 300 * MIB, 200) == "uses 300 MiB (--max-worker-memory 200)"
+    assert recycle_reason(0, None, 300 * MIB, 200) == (
+        "max_memory",
+        "uses 300 MiB (--max-worker-memory 200)",
+    )
     assert recycle_reason(0, None, 100 * MIB, 200) is None
     assert recycle_reason(0, None, None, 200) is None  # memory unknown: leave it be

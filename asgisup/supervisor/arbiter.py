@@ -281,8 +281,9 @@ class Supervisor:
             slot.requests, handle.request_limit, resident, self.config.max_worker_memory
         )
         if reason is not None:
-            logger.info("%s %s; replacing it", handle.name, reason)
-            self._count("max_requests" if "--max-requests" in reason else "max_memory")
+            key, words = reason
+            logger.info("%s %s; replacing it", handle.name, words)
+            self._count(key)
             self._replace(handle)
 
     def _replace(self, old: WorkerHandle) -> WorkerHandle:

@@ -82,11 +82,11 @@ def request_limit(max_requests: int, jitter: int, rng: random.Random) -> int | N
 
 def recycle_reason(
     requests: int, limit: int | None, resident: int | None, max_memory_mib: int
-) -> str | None:
+) -> tuple[str, str] | None:
     """Why a worker that has served ``requests`` and holds ``resident`` bytes should be
-    replaced, as the log says it, or None."""
+    replaced: (the restart reason metrics count, the words the log says), or None."""
     if limit is not None and requests >= limit:
-        return f"served {requests} requests (--max-requests)"
+        return "max_requests", f"served {requests} requests (--max-requests)"
     if max_memory_mib and resident is not None and resident > max_memory_mib * MIB:
-        return f"uses {resident / MIB:.0f} MiB (--max-worker-memory {max_memory_mib})"
+        return "max_memory", f"uses {resident / MIB:.0f} MiB (--max-worker-memory {max_memory_mib})"
     return None
