@@ -121,6 +121,24 @@ SETTINGS: tuple[Setting, ...] = (
             "Event loop; 'auto' is uvloop when installed."),
     Setting("http", choice("auto", "h11", "httptools"), "auto",
             "HTTP/1.1 parser; 'auto' is httptools when installed."),
+    Setting("ws", choice("auto", "none", "websockets", "wsproto"), "auto",
+            "WebSocket implementation; 'auto' is websockets, else wsproto, when installed; "
+            "'none': handshakes reach the app as plain HTTP requests."),
+    Setting("ws_max_size", integer("a positive integer (bytes)", 1), 16 * 1024 * 1024,
+            "Largest incoming WebSocket message in bytes; larger closes with 1009."),
+    Setting("ws_max_queue", integer("a positive integer", 1), 32,
+            "Incoming WebSocket messages held for an app that does not receive them; at this "
+            "many the socket is not read (the client is slowed down, nothing is dropped)."),
+    Setting("ws_ping_interval", seconds("a number of seconds >= 0", zero=True), 20.0,
+            "Send a WebSocket ping this often (0: never)."),
+    Setting("ws_ping_timeout", seconds("a number of seconds >= 0", zero=True), 20.0,
+            "Close a WebSocket (1011) whose client has not answered a ping within this many "
+            "seconds (0: do not wait for answers)."),
+    Setting("ws_per_message_deflate", FLAG, True,
+            "Offer WebSocket per-message deflate compression (RFC 7692) to clients that ask."),
+    Setting("max_websockets", integer("an integer >= 0", 0), 0,
+            "Open WebSockets per worker; a handshake beyond this gets 503 (0: no limit). "
+            "An open WebSocket holds no request slot of --max-inflight."),
     Setting("lifespan", choice("auto", "on", "off"), "auto",
             "ASGI lifespan events; 'auto' runs them when the app supports them."),
     Setting("factory", FLAG, False,
@@ -254,6 +272,13 @@ class Config:
     defer_accept: int
     loop: str
     http: str
+    ws: str
+    ws_max_size: int
+    ws_max_queue: int
+    ws_ping_interval: float
+    ws_ping_timeout: float
+    ws_per_message_deflate: bool
+    max_websockets: int
     lifespan: str
     factory: bool
     app_dir: str

@@ -15,6 +15,7 @@ from asgisup.errors import BindError, ConfigError
 from asgisup.loading import load_app
 from asgisup.logs import configure_logging, load_log_config
 from asgisup.proctitle import app_name, set_title
+from asgisup.protocols.websocket.engines import engine_factory
 from asgisup.sockinfo import set_defer_accept
 from asgisup.supervisor.arbiter import Supervisor
 from asgisup.supervisor.control import bind_endpoint
@@ -37,11 +38,23 @@ def run(app: Any, **options: Any) -> None:
     run_config(Config.from_sources(app, options, os.environ))
 
 
-def resolve_implementations(config: Config) -> tuple[str, str]:
-    """The loop and parser names the workers will use. Raises ConfigError if missing."""
+def resolve_implementations(config: Config) -> tuple[str, str, str]:
+    """The loop, parser and WebSocket names the workers will use. Raises ConfigError if one
+    asked for by name is not installed."""
     loop = _resolve(config.loop, "uvloop", "asyncio", "--loop")
     http = _resolve(config.http, "httptools", "h11", "--http")
-    return loop, http
+    ws = config.ws
+    if ws in ("websockets", "wsproto"):
+        try:
+            engine_factory(ws)
+        except ImportError:
+            raise ConfigError(
+                f"--ws {ws}: {ws} is not installed (pip install 'asgisup[standard]')"
+            ) from None
+    elif ws == "auto":
+        engine = engine_factory(ws)
+        ws = "none" if engine is None else engine.__name__.removesuffix("Engine").lower()
+    return loop, http, ws
 
 
 def _resolve(choice: str, fast: str, fallback: str, flag: str) -> str:
@@ -83,8 +96,8 @@ def run_config(config: Config) -> int:
         ) from None
     except (ValueError, TypeError, AttributeError, ImportError) as exc:
         raise ConfigError(f"--log-config {config.log_config}: {exc}") from None
-    loop_name, http_name = resolve_implementations(config)
-    config = config.replace(loop=loop_name, http=http_name)
+    loop_name, http_name, ws_name = resolve_implementations(config)
+    config = config.replace(loop=loop_name, http=http_name, ws=ws_name)
     workers = config.resolved_workers(usable_cpus())
     ssl_context = make_context(config)
     app: object = config.app
@@ -107,12 +120,13 @@ def run_config(config: Config) -> int:
             describe(sock).replace("http://", "https://") if ssl_context else describe(sock),
         )
         logger.info(
-            "Supervisor [pid %d]: %d worker%s, loop %s, http %s, %s",
+            "Supervisor [pid %d]: %d worker%s, loop %s, http %s, ws %s, %s",
             os.getpid(),
             workers,
             "" if workers == 1 else "s",
             loop_name,
             http_name,
+            ws_name,
             f"max in-flight {config.max_inflight} per worker"
             if config.max_inflight
             else "no in-flight ceiling",

@@ -81,6 +81,12 @@ class ServerProcess:
         self.url = ""
         self.ready_pids: list[int] = []
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of a TCP server that has started."""
+        host, _, port = self.url.removeprefix("http://").removeprefix("https://").partition(":")
+        return host, int(port.rstrip("/"))
+
     def start(self, *, wait_ready: int = 1) -> ServerProcess:
         self.proc = subprocess.Popen(
             self.argv,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.serverproc import TIMEOUT, ServerProcess
 
@@ -32,3 +36,30 @@ def test_framework_under_asgisup(framework: str) -> None:
         assert "Traceback" not in log
         if framework == "django":
             assert "lifespan' protocol appears unsupported" in log
+
+
+async def test_fastapi_websocket_endpoint_under_four_workers() -> None:
+    with ServerProcess(
+        "tests.frameworks.fastapi_app:app", "--workers", "4", "--max-inflight", "1"
+    ) as server:
+        server.start(wait_ready=4)
+        url = server.url.replace("http://", "ws://") + "/ws"
+
+        async def chat(client: int) -> int:
+            async with connect(url, subprotocols=["chat"], open_timeout=TIMEOUT) as ws:
+                assert ws.subprotocol == "chat"
+                pid = json.loads(await ws.recv())["pid"]
+                for count in range(1, 4):
+                    await ws.send(json.dumps({"client": client, "n": count}))
+                    answer = json.loads(await ws.recv())
+                    assert answer == {"echo": {"client": client, "n": count}, "count": count}
+                return int(pid)
+
+        # Twelve at once: each worker holds its WebSockets without a request slot, so with
+        # --max-inflight 1 they are spread over the workers and all of them are served.
+        pids = await asyncio.gather(*(chat(client) for client in range(12)))
+        assert set(pids) <= set(server.ready_pids)
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            assert (await client.get(server.url + "/")).status_code == 200
+        assert server.stop() == 0
+        assert "Traceback" not in server.log

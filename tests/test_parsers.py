@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asgisup.protocols.http import framing
-from asgisup.protocols.http.events import Body, EndOfRequest, ProtocolError, RequestHead
+from asgisup.protocols.http.events import Body, EndOfRequest, ProtocolError, RequestHead, Upgrade
 from asgisup.protocols.http.parsers import MAX_HEAD_SIZE, H11Parser, HttptoolsParser, parser_factory
 
 PARSERS = [H11Parser, HttptoolsParser]
@@ -107,10 +107,18 @@ def test_oversized_head_is_431(parser_cls: type) -> None:
 
 
 @pytest.mark.parametrize("parser_cls", PARSERS)
-def test_upgrade_request_then_more(parser_cls: type) -> None:
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_upgrade_request_stops_the_parser(parser_cls: type, chunk: int | None) -> None:
     upgrade = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-    events = parse(parser_cls, upgrade)
-    assert [type(e) for e in events] == [RequestHead, EndOfRequest]
+    parser = parser_cls()
+    data = upgrade + b"\x81\x82frame"
+    step = chunk or len(data)
+    events = [e for i in range(0, len(data), step) for e in parser.feed(data[i : i + step])]
+    assert [type(e) for e in events] == [RequestHead, EndOfRequest, Upgrade]
+    assert parser.feed(b" and more") == []  # kept, not parsed
+    assert parser.take_rest() == b"\x81\x82frame and more"
+    # Not taken (another protocol, or --ws none): HTTP/1.1 goes on after it.
+    assert [type(e) for e in parser.feed(GET)] == [RequestHead, EndOfRequest]
 
 
 def test_validate_head_rules() -> None:

@@ -42,9 +42,10 @@ class Listener:
         busy_close_min_service: float | None = None,
         slot: SlotWriter | None = None,
         ssl: ssl.SSLContext | None = None,
+        max_websockets: int = 0,
     ) -> None:
         """``busy_close_min_service`` None turns the keep-alive policy off; ``slot`` is the
-        worker's scoreboard slot, told of every request."""
+        worker's scoreboard slot, told of every request; ``max_websockets`` 0 is no limit."""
         self.loop = loop
         self.sock = sock
         self.admission = admission
@@ -53,6 +54,8 @@ class Listener:
         self.accepted = 0
         self.slot = slot
         self.ssl = ssl
+        self.max_websockets = max_websockets
+        self.websockets = 0  # connections past a WebSocket handshake request, open
         self._full_since: float | None = None
         self._full_total = 0.0
         self._fd = sock.fileno()
@@ -82,6 +85,10 @@ class Listener:
         if self.connections:
             self._all_closed = self.loop.create_future()
             await self._all_closed
+
+    def close_websockets(self) -> int:
+        """Close every open WebSocket with 1012 (service restart); returns how many."""
+        return sum(conn.going_away() for conn in list(self.connections))
 
     def abort_all(self) -> None:
         for conn in list(self.connections):
@@ -195,6 +202,17 @@ class Listener:
     def _queue_depth(self) -> int:
         queue = accept_queue(self.sock)
         return queue[0] if queue else 0
+
+    def websocket_open(self) -> bool:
+        # A limit reached answers 503 at once rather than queueing the upgrade: a WebSocket
+        # frees its place only when it closes, maybe hours later (docs/websockets.md).
+        if self.max_websockets and self.websockets >= self.max_websockets:
+            return False
+        self.websockets += 1
+        return True
+
+    def websocket_closed(self) -> None:
+        self.websockets -= 1
 
     def closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)

@@ -32,6 +32,8 @@ from asgisup.proctitle import app_name, set_title
 from asgisup.protocols.http.connection import HttpConnection, HttpSettings
 from asgisup.protocols.http.parsers import parser_factory
 from asgisup.protocols.http.proxy import TrustedProxies
+from asgisup.protocols.websocket.engines import engine_factory
+from asgisup.protocols.websocket.session import WsSettings
 from asgisup.scoreboard import SlotWriter, State
 from asgisup.types import ASGIApp
 from asgisup.worker.lifespan import Lifespan, LifespanFailure
@@ -47,6 +49,8 @@ FAILED = b"F"
 
 # How often the event loop writes its heartbeat (and counters) to the scoreboard.
 HEARTBEAT_INTERVAL = 1.0
+# After the drain deadline, how long WebSockets closed with 1012 have to flush that close.
+WEBSOCKET_CLOSE_GRACE = 1.0
 
 _PR_SET_PDEATHSIG = 1
 
@@ -136,6 +140,17 @@ def build_settings(
     extra = b"".join(
         f"{name.lower()}: {value}\r\n".encode("latin-1") for name, value in config.headers
     )
+    engine = engine_factory(config.ws)
+    ws = None
+    if engine is not None:
+        ws = WsSettings(
+            engine=engine,
+            max_size=config.ws_max_size,
+            max_queue=config.ws_max_queue,
+            ping_interval=config.ws_ping_interval,
+            ping_timeout=config.ws_ping_timeout,
+            per_message_deflate=config.ws_per_message_deflate,
+        )
     return HttpSettings(
         app=app,
         parser=functools.partial(parser_factory(config.http), config.max_request_head_size),
@@ -155,6 +170,7 @@ def build_settings(
         extra_headers=extra,
         trusted=TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None,
         state=state,
+        ws=ws,
     )
 
 
@@ -177,6 +193,7 @@ async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop
         busy_close_min_service=config.busy_close_min_service if config.busy_close else None,
         slot=spec.slot,
         ssl=spec.ssl,
+        max_websockets=config.max_websockets,
     )
     stop: asyncio.Future[None] = loop.create_future()
 
@@ -213,6 +230,9 @@ async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop
             config.timeout_graceful_shutdown,
             len(listener.connections),
         )
+        if listener.close_websockets():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(listener.wait_closed(), WEBSOCKET_CLOSE_GRACE)
         listener.abort_all()
         await _settle(loop)
     await lifespan.shutdown()

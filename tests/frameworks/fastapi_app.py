@@ -1,4 +1,5 @@
-"""A FastAPI app: JSON, a sync endpoint (run in a thread), streaming, an upload, lifespan."""
+"""A FastAPI app: JSON, a sync endpoint (run in a thread), streaming, an upload, lifespan, and
+a WebSocket endpoint."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, UploadFile
+from fastapi import FastAPI, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 
@@ -42,3 +43,20 @@ def stream() -> StreamingResponse:
 async def upload(file: UploadFile) -> dict[str, Any]:
     data = await file.read()
     return {"name": file.filename, "size": len(data)}
+
+
+@app.websocket("/ws")
+async def chat(websocket: WebSocket) -> None:
+    """Greets with the worker's pid, then echoes JSON messages with a count until disconnect."""
+    await websocket.accept(
+        subprotocol="chat" if "chat" in websocket.scope["subprotocols"] else None
+    )
+    await websocket.send_json({"pid": os.getpid()})
+    count = 0
+    try:
+        while True:
+            message = await websocket.receive_json()
+            count += 1
+            await websocket.send_json({"echo": message, "count": count})
+    except WebSocketDisconnect:
+        pass

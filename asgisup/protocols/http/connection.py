@@ -20,10 +20,19 @@ from typing import Any, Protocol, cast
 from asgisup.logs import ACCESS_FORMAT
 from asgisup.protocols.http import framing
 from asgisup.protocols.http.cycle import BODY_HIGH_WATER, RequestCycle
-from asgisup.protocols.http.events import Body, EndOfRequest, Event, ProtocolError, RequestHead
+from asgisup.protocols.http.events import (
+    Body,
+    EndOfRequest,
+    Event,
+    ProtocolError,
+    RequestHead,
+    Upgrade,
+)
 from asgisup.protocols.http.parsers import Parser
 from asgisup.protocols.http.proxy import TrustedProxies, forwarded
-from asgisup.types import ASGIApp
+from asgisup.protocols.websocket import handshake
+from asgisup.protocols.websocket.session import WebSocketSession, WsSettings
+from asgisup.types import ASGIApp, Scope
 
 logger = logging.getLogger("asgisup.error")
 
@@ -66,6 +75,14 @@ class Gate(Protocol):
         its connection rather than keep it alive, to return the client to the shared queue."""
         ...
 
+    def websocket_open(self) -> bool:
+        """A WebSocket handshake starts: False if the worker has --max-websockets already."""
+        ...
+
+    def websocket_closed(self) -> None:
+        """A connection that began a WebSocket handshake is gone."""
+        ...
+
 
 @dataclass(slots=True)
 class HttpSettings:
@@ -88,6 +105,7 @@ class HttpSettings:
     trusted: TrustedProxies | None = None
     state: dict[str, Any] = field(default_factory=dict)
     scheme: str = "http"
+    ws: WsSettings | None = None  # None: WebSocket handshakes reach the app as plain HTTP
     _date: framing.DateHeader = field(default_factory=framing.DateHeader)
 
     def default_headers(self) -> bytes:
@@ -107,6 +125,7 @@ class HttpConnection(asyncio.Protocol):
         "_raw",
         "_reading",
         "_wait_start",
+        "_ws",
         "client",
         "closing",
         "gate",
@@ -128,6 +147,7 @@ class HttpConnection(asyncio.Protocol):
         self._events: deque[Event] = deque()
         self._raw = bytearray()  # bytes received while waiting for a slot, not parsed yet
         self._cycle: RequestCycle | None = None
+        self._ws: WebSocketSession | None = None  # after a WebSocket handshake request
         self._idle_timer: asyncio.TimerHandle | None = None
         self._wait_start = 0.0  # when the wait for the next request head began
         self._partial = False  # bytes of that request arrived (the client has begun it)
@@ -162,6 +182,9 @@ class HttpConnection(asyncio.Protocol):
         self._start_idle_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._ws is not None:
+            self._ws.data_received(data)
+            return
         self._partial = True
         if self.waiting:
             self._raw += data  # the transport may deliver a little after pause_reading()
@@ -171,7 +194,7 @@ class HttpConnection(asyncio.Protocol):
             if not self.gate.request(self):
                 self.waiting = True
                 self._raw += data
-                self._update_reading()
+                self.update_reading()
                 return
             self.has_slot = True
         self._parse(data)
@@ -188,6 +211,9 @@ class HttpConnection(asyncio.Protocol):
         self._release()
         if self._cycle is not None:
             self._cycle.disconnect()
+        if self._ws is not None:
+            self._ws.connection_lost()
+            self.gate.websocket_closed()
         self._wake_drain_waiters()
         self.gate.closed(self)
 
@@ -219,13 +245,21 @@ class HttpConnection(asyncio.Protocol):
     def shutdown(self) -> None:
         """Graceful stop: close when idle, else after the response in progress."""
         self.shutting_down = True
+        if self._ws is not None:
+            return  # a WebSocket stays open until the app closes it or the deadline passes
         if self._cycle is None and not self.waiting and not self._events:
             self.close()
+
+    def going_away(self) -> bool:
+        """The graceful deadline passed: close an open WebSocket with 1012 (True if one)."""
+        return self._ws is not None and self._ws.going_away()
 
     def abort(self) -> None:
         """The graceful deadline passed: stop the app and drop the connection."""
         if self._cycle is not None and self._cycle.task is not None:
             self._cycle.task.cancel()
+        if self._ws is not None and self._ws.task is not None:
+            self._ws.task.cancel()
         if self.transport is not None:
             self.transport.abort()
 
@@ -242,6 +276,10 @@ class HttpConnection(asyncio.Protocol):
 
     def default_headers(self) -> bytes:
         return self.settings.default_headers()
+
+    def websocket_established(self) -> None:
+        """The app accepted the WebSocket: the request slot goes back to the worker."""
+        self._release()
 
     async def drain(self) -> None:
         """Wait while the client is not reading; give up on one that stalls too long."""
@@ -265,7 +303,7 @@ class HttpConnection(asyncio.Protocol):
 
     def body_consumed(self) -> None:
         if not self._reading:
-            self._update_reading()
+            self.update_reading()
 
     def response_complete(self, cycle: RequestCycle) -> None:
         """The response went out: free the slot, and go on with a pipelined request."""
@@ -286,7 +324,7 @@ class HttpConnection(asyncio.Protocol):
             self._pump()
         else:
             self._start_idle_timer()
-            self._update_reading()
+            self.update_reading()
 
     # -- internals -----------------------------------------------------------------------
 
@@ -313,8 +351,16 @@ class HttpConnection(asyncio.Protocol):
                         break
                     self.has_slot = True
                 head = events.popleft()
+                if isinstance(head, Upgrade):
+                    # An upgrade this server does not take: carry on with HTTP/1.1.
+                    self._release()
+                    self._parse(self._parser.take_rest())
+                    return
                 assert isinstance(head, RequestHead)
                 try:
+                    if self.settings.ws is not None and handshake.is_websocket_request(head):
+                        self._start_websocket(head, self.settings.ws)
+                        return
                     self._start_cycle(head)
                 except ProtocolError as exc:
                     self._protocol_error(exc)
@@ -331,7 +377,31 @@ class HttpConnection(asyncio.Protocol):
                     cycle.end_received()
             else:
                 break  # the next pipelined request waits for this response
-        self._update_reading()
+        self.update_reading()
+
+    def _scope(self, head: RequestHead) -> Scope:
+        """What the scopes of both kinds share (the caller adds the rest)."""
+        settings = self.settings
+        raw_path, query = framing.split_target(head.target)
+        client: tuple[str, int] | None = self.client
+        scheme = settings.scheme
+        if settings.trusted is not None:
+            client, scheme = forwarded(head.headers, client, scheme, settings.trusted)
+        root_path = settings.root_path
+        return {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": head.http_version,
+            "server": self.server,
+            "client": client,
+            "scheme": scheme,
+            "root_path": root_path,
+            "path": root_path + framing.decode_path(raw_path),
+            "raw_path": root_path.encode() + raw_path if root_path else raw_path,
+            "query_string": query,
+            "headers": head.headers,
+            "state": settings.state.copy(),
+        }
 
     def _start_cycle(self, head: RequestHead) -> None:
         settings = self.settings
@@ -340,30 +410,10 @@ class HttpConnection(asyncio.Protocol):
             for name, value in head.headers:
                 if name == b"content-length" and int(value) > settings.max_request_body_size:
                     raise ProtocolError(413, "request body larger than --max-request-body-size")
-        raw_path, query = framing.split_target(head.target)
         self._cancel_idle_timer()
-        client: tuple[str, int] | None = self.client
-        scheme = settings.scheme
-        if settings.trusted is not None:
-            client, scheme = forwarded(head.headers, client, scheme, settings.trusted)
-        root_path = settings.root_path
-        method = head.method.decode("ascii")
-        path = root_path + framing.decode_path(raw_path)
-        scope = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": head.http_version,
-            "server": self.server,
-            "client": client,
-            "scheme": scheme,
-            "method": method,
-            "root_path": root_path,
-            "path": path,
-            "raw_path": root_path.encode() + raw_path if root_path else raw_path,
-            "query_string": query,
-            "headers": head.headers,
-            "state": settings.state.copy(),
-        }
+        scope = self._scope(head)
+        method = scope["method"] = head.method.decode("ascii")
+        path = scope["path"]
         cycle = RequestCycle(
             self,
             scope,
@@ -376,11 +426,41 @@ class HttpConnection(asyncio.Protocol):
         app = _health if path == settings.health_path else settings.app
         cycle.task = self.loop.create_task(cycle.run(app))
 
+    def _start_websocket(self, head: RequestHead, ws: WsSettings) -> None:
+        """Hand the connection to a WebSocket session (the app decides whether to accept)."""
+        framing.validate_head(head, self.settings.max_request_headers)
+        request = handshake.check(head)
+        # The parser stopped after this request; a handshake has no body, so the request's
+        # end and the upgrade marker came in the same feed (handshake.check refuses a body).
+        while self._events:
+            if isinstance(self._events.popleft(), Upgrade):
+                break
+        self._cancel_idle_timer()
+        scope = self._scope(head)
+        scope["type"] = "websocket"
+        scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
+        scope["subprotocols"] = request.subprotocols
+        scope["extensions"] = {"websocket.http.response": {}}
+        if not self.gate.websocket_open():
+            raise ProtocolError(503, "this worker has --max-websockets open already")
+        try:
+            session = WebSocketSession(self, scope, request, ws, self._parser.take_rest())
+        except ProtocolError:
+            self.gate.websocket_closed()
+            raise
+        self._ws = session
+        self.gate.serving("GET", scope["path"])
+        session.task = self.loop.create_task(session.run(self.settings.app))
+
     def _protocol_error(self, exc: ProtocolError) -> None:
         logger.debug("Invalid HTTP request from %s: %s", self.client, exc.reason)
         cycle = self._cycle
         if cycle is None or not cycle.response_started:
-            self.write(framing.simple_response(exc.status, default_headers=self.default_headers()))
+            self.write(
+                framing.simple_response(
+                    exc.status, default_headers=self.default_headers() + exc.headers
+                )
+            )
             self.gate.responded(exc.status, 0.0)
         if cycle is not None:
             cycle.disconnect()  # the request body can never be completed
@@ -391,18 +471,24 @@ class HttpConnection(asyncio.Protocol):
             self.has_slot = False
             self.gate.release()
 
-    def _update_reading(self) -> None:
+    def update_reading(self) -> None:
         """Read from the socket only when it helps: not while waiting for a slot, not while
         the app leaves a body unread, not while a pipelined request waits its turn."""
-        cycle = self._cycle
-        want = not (
-            self.closing
-            or self.waiting
-            or (
-                cycle is not None
-                and (cycle.buffered > BODY_HIGH_WATER or (cycle.request_complete and self._events))
+        if self._ws is not None:
+            want = not self.closing and self._ws.wants_data()
+        else:
+            cycle = self._cycle
+            want = not (
+                self.closing
+                or self.waiting
+                or (
+                    cycle is not None
+                    and (
+                        cycle.buffered > BODY_HIGH_WATER
+                        or (cycle.request_complete and self._events)
+                    )
+                )
             )
-        )
         if want != self._reading and self.transport is not None and not self.closing:
             self._reading = want
             if want:

@@ -221,7 +221,7 @@ class RequestCycle:
         else:
             if not self.response_started and not self.disconnected:
                 logger.error("ASGI app returned without starting a response.")
-                self._send_500()
+                self.send_500()
             elif not self.response_complete and not self.disconnected:
                 logger.error("ASGI app returned without completing the response.")
                 self._conn.close()
@@ -236,11 +236,11 @@ class RequestCycle:
         if self.response_complete:
             return
         if self._start is not None or not self.response_started:
-            self._send_500()  # no byte of the response is on the wire yet
+            self.send_500()  # no byte of the response is on the wire yet
         else:
             self._conn.close()  # a partial response: the client sees it cut off
 
-    def _send_500(self) -> None:
+    def send_500(self) -> None:
         self.status = 500
         self.response_started = self.response_complete = True
         self.keep_alive = False
@@ -250,21 +250,25 @@ class RequestCycle:
         self._conn.response_complete(self)
 
     def _access_log(self) -> None:
-        if not self._conn.settings.access_log:
-            return
-        scope = self.scope
-        client = scope.get("client")
-        path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~%")
-        if scope["query_string"]:
-            path += "?" + scope["query_string"].decode("ascii", "replace")
-        fields = {
-            "client": f"{client[0]}:{client[1]}" if client else "-",
-            "method": scope["method"],
-            "path": path,
-            "http_version": self.http_version,
-            "status": self.status,
-            "reason": framing.reason(self.status),
-            "duration_ms": round((self._conn.loop.time() - self.started) * 1000, 3),
-        }
-        message = self._conn.settings.access_log_format.format_map(fields)
-        access_logger.info(message, extra={"access": fields})
+        log_access(self._conn, self.scope, self.status, self.started)
+
+
+def log_access(conn: HttpConnection, scope: Scope, status: int, started: float) -> None:
+    """One access log line for a response (or a WebSocket handshake) with ``status``."""
+    if not conn.settings.access_log:
+        return
+    client = scope.get("client")
+    path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~%")
+    if scope["query_string"]:
+        path += "?" + scope["query_string"].decode("ascii", "replace")
+    fields = {
+        "client": f"{client[0]}:{client[1]}" if client else "-",
+        "method": scope.get("method", "GET"),
+        "path": path,
+        "http_version": scope["http_version"],
+        "status": status,
+        "reason": framing.reason(status),
+        "duration_ms": round((conn.loop.time() - started) * 1000, 3),
+    }
+    message = conn.settings.access_log_format.format_map(fields)
+    access_logger.info(message, extra={"access": fields})

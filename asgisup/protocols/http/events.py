@@ -27,14 +27,22 @@ class EndOfRequest:
     pass
 
 
-Event = RequestHead | Body | EndOfRequest
+@dataclass(slots=True)
+class Upgrade:
+    """The request just ended asked to switch protocols (RFC 9110 §7.8): the parser stopped,
+    and what the client sent after it is in ``Parser.take_rest()``."""
+
+
+Event = RequestHead | Body | EndOfRequest | Upgrade
 END_OF_REQUEST = EndOfRequest()
+UPGRADE = Upgrade()
 
 
 class ProtocolError(Exception):
     """The client sent something this server must refuse; answer ``status`` and close."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, headers: bytes = b"") -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.headers = headers  # extra header lines for the error response

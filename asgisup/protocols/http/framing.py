@@ -92,8 +92,8 @@ def validate_head(head: RequestHead, max_headers: int = 100) -> tuple[bool, bool
             codings.extend(part.strip().lower() for part in value.split(b","))
         elif name == b"connection":
             if http11:
-                keep_alive = keep_alive and not _has_token(value, b"close")
-            elif _has_token(value, b"keep-alive"):
+                keep_alive = keep_alive and not has_token(value, b"close")
+            elif has_token(value, b"keep-alive"):
                 keep_alive = True
         elif name == b"expect":
             expect_continue = expect_continue or (http11 and value.lower() == b"100-continue")
@@ -122,7 +122,12 @@ def check_transfer_codings(codings: list[bytes]) -> None:
         raise ProtocolError(501, "transfer coding not implemented")
 
 
-def _has_token(value: bytes, token: bytes) -> bool:
+def valid_field(name: bytes, value: bytes) -> bool:
+    """Whether a response header field may be sent as is: a token name, no CR, LF or NUL."""
+    return _TOKEN.match(name) is not None and _BAD_VALUE.search(value) is None
+
+
+def has_token(value: bytes, token: bytes) -> bool:
     lowered = value.lower()
     if token not in lowered:
         return False  # the common case, without splitting
@@ -133,8 +138,8 @@ def request_keep_alive(head: RequestHead) -> bool:
     """Whether the client allows the connection to be reused (RFC 9112 §9.3)."""
     connection = [value for name, value in head.headers if name == b"connection"]
     if head.http_version == "1.0":
-        return any(_has_token(value, b"keep-alive") for value in connection)
-    return not any(_has_token(value, b"close") for value in connection)
+        return any(has_token(value, b"keep-alive") for value in connection)
+    return not any(has_token(value, b"close") for value in connection)
 
 
 def expects_continue(head: RequestHead) -> bool:
@@ -193,7 +198,7 @@ def response_head(
     seen_server = seen_date = False
     for name, value in headers:
         lname = name.lower()
-        if not _TOKEN.match(lname) or _BAD_VALUE.search(value):
+        if not valid_field(lname, value):
             raise ResponseHeadError(f"invalid header {name!r}: {value!r}")
         if lname == b"content-length":
             try:
@@ -203,11 +208,11 @@ def response_head(
             if length < 0:
                 raise ResponseHeadError(f"invalid content-length {value!r}")
         elif lname == b"transfer-encoding":
-            chunked = _has_token(value, b"chunked")
+            chunked = has_token(value, b"chunked")
             if not chunked:
                 raise ResponseHeadError(f"unsupported transfer-encoding {value!r}")
         elif lname == b"connection":
-            if _has_token(value, b"close"):
+            if has_token(value, b"close"):
                 keep_alive = False
             continue  # hop-by-hop: this server owns the connection header
         elif lname == b"server":
@@ -235,21 +240,27 @@ def response_head(
         mode = BodyMode.UNTIL_CLOSE
         keep_alive = False
 
-    if not (seen_server or seen_date):
-        lines.append(default_headers)
-    else:
-        for line in default_headers.splitlines(keepends=True):
-            if not (
-                (seen_server and line.startswith(b"server:"))
-                or (seen_date and line.startswith(b"date:"))
-            ):
-                lines.append(line)
+    lines.append(server_defaults(default_headers, seen_server=seen_server, seen_date=seen_date))
     if not keep_alive:
         lines.append(b"connection: close\r\n")
     elif http_version == "1.0":
         lines.append(b"connection: keep-alive\r\n")
     lines.append(b"\r\n")
     return b"".join(lines), mode, length or 0, keep_alive
+
+
+def server_defaults(default_headers: bytes, *, seen_server: bool, seen_date: bool) -> bytes:
+    """The server's default header lines less those the app sent itself."""
+    if not (seen_server or seen_date):
+        return default_headers
+    return b"".join(
+        line
+        for line in default_headers.splitlines(keepends=True)
+        if not (
+            (seen_server and line.startswith(b"server:"))
+            or (seen_date and line.startswith(b"date:"))
+        )
+    )
 
 
 def reason(status: int) -> str:

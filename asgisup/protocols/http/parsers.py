@@ -14,6 +14,7 @@ import h11
 
 from asgisup.protocols.http.events import (
     END_OF_REQUEST,
+    UPGRADE,
     Body,
     Event,
     Headers,
@@ -29,7 +30,15 @@ MAX_HEAD_SIZE = 64 * 1024
 
 class Parser(Protocol):
     def feed(self, data: bytes) -> list[Event]:
-        """Parse ``data``; raises ProtocolError when the client broke HTTP/1.1."""
+        """Parse ``data``; raises ProtocolError when the client broke HTTP/1.1.
+
+        After a request that asks to switch protocols the parser emits ``UPGRADE`` and stops:
+        what follows, in this call and later ones, is kept for :meth:`take_rest`.
+        """
+        ...
+
+    def take_rest(self) -> bytes:
+        """The bytes fed after an upgrade request; the parser starts afresh after them."""
         ...
 
 
@@ -40,12 +49,13 @@ class H11Parser:
     each request a fresh h11 connection takes over the unparsed bytes (``trailing_data``).
     """
 
-    __slots__ = ("_conn", "_done", "_head", "_last", "_max_head")
+    __slots__ = ("_conn", "_done", "_head", "_last", "_max_head", "_rest")
 
     def __init__(self, max_head_size: int = MAX_HEAD_SIZE) -> None:
         self._max_head = max_head_size
         self._conn = self._new()
         self._done = False
+        self._rest: bytearray | None = None  # after an upgrade request: what came next
         self._head: bytearray | None = bytearray()  # raw bytes of the head being received
         self._last: RequestHead | None = None  # the latest request's head (maybe fed earlier)
 
@@ -60,8 +70,18 @@ class H11Parser:
     def _new(self) -> h11.Connection:
         return h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
 
+    def take_rest(self) -> bytes:
+        rest = bytes(self._rest or b"")
+        self._rest = None
+        self._conn = self._new()
+        self._head = bytearray()
+        return rest
+
     def feed(self, data: bytes) -> list[Event]:
         if self._done:
+            return []
+        if self._rest is not None:
+            self._rest += data
             return []
         if self._head is not None and len(self._head) <= self._max_head:
             self._head += data
@@ -78,6 +98,10 @@ class H11Parser:
             if event is h11.NEED_DATA:
                 return events
             if event is h11.PAUSED:
+                if self._conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:  # type: ignore[attr-defined]
+                    self._rest = bytearray(self._conn.trailing_data[0])
+                    events.append(UPGRADE)
+                    return events
                 self._next_request()
             elif isinstance(event, h11.Request):
                 headers = _strict_headers(self._head or b"", list(event.headers))
@@ -153,6 +177,7 @@ class HttptoolsParser:
         "_headers",
         "_max_head",
         "_parser",
+        "_rest",
         "_too_large",
         "_url",
     )
@@ -168,6 +193,7 @@ class HttptoolsParser:
         self._head_size = 0
         self._too_large = False
         self._done = False
+        self._rest: bytearray | None = None  # after an upgrade request: what came next
         self._head = RequestHead(b"", b"", "1.1", [])
 
     def _grow_head(self, size: int) -> None:
@@ -209,20 +235,29 @@ class HttptoolsParser:
         if not self._parser.should_keep_alive():
             self._done = True  # llhttp refuses bytes after the last request; we ignore them
 
+    def take_rest(self) -> bytes:
+        import httptools
+
+        rest = bytes(self._rest or b"")
+        self._rest = None
+        self._parser = httptools.HttpRequestParser(self)
+        return rest
+
     def feed(self, data: bytes) -> list[Event]:
         import httptools
 
         if self._done:
             return []
+        if self._rest is not None:
+            self._rest += data
+            return []
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # llhttp stops after a request that asks to switch protocols; the bytes after it
-            # are a new request as far as this server is concerned (no upgrade is supported).
-            offset = exc.args[0]
-            self._parser = httptools.HttpRequestParser(self)
-            if offset < len(data):
-                return self._take() + self.feed(data[offset:])
+            # llhttp stops after a request that asks to switch protocols (Connection: upgrade
+            # with an Upgrade field, or CONNECT): the connection decides what comes next.
+            self._rest = bytearray(data[exc.args[0] :])
+            self._events.append(UPGRADE)
         except httptools.HttpParserError as exc:
             if self._done:
                 return self._take()
