@@ -26,8 +26,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _CLASSES = 5  # responses by status class: 1xx .. 5xx
 _N_BUCKETS = len(LATENCY_BUCKETS) + 1
 # seq, pid, generation, state, load, ceiling, accepted, requests, heartbeat, request_at,
-# request, full_seconds, latency_sum, responses by class, latency buckets (not cumulative)
-_SLOT = struct.Struct(f"=IiIIIIQQdd96sdd{_CLASSES}Q{_N_BUCKETS}Q")
+# request, full_seconds, latency_sum, responses by class, latency buckets (not cumulative),
+# open websockets
+_SLOT = struct.Struct(f"=IiIIIIQQdd96sdd{_CLASSES}Q{_N_BUCKETS}QI")
 _REQUEST_BYTES = 96
 # request_at and request, written alone for every request (see SlotWriter.serving)
 _REQUEST = struct.Struct(f"=d{_REQUEST_BYTES}s")
@@ -63,6 +64,7 @@ class Slot:
     latency_sum: float = 0.0  # seconds, over all responses counted in ``latency``
     responses: tuple[int, ...] = (0,) * _CLASSES  # by status class, 1xx first
     latency: tuple[int, ...] = (0,) * _N_BUCKETS  # responses per LATENCY_BUCKETS bucket, +Inf last
+    websockets: int = 0  # open WebSockets (they hold no slot of the ceiling)
 
     def blocked_for(self, now: float) -> float:
         """How long the worker's event loop has not beaten."""
@@ -134,7 +136,8 @@ class Scoreboard:
             full,
             latency_sum,
             tuple(responses),
-            tuple(fields[13 + _CLASSES :]),
+            tuple(fields[13 + _CLASSES : 13 + _CLASSES + _N_BUCKETS]),
+            fields[-1],
         )
 
     def close(self) -> None:
@@ -165,6 +168,7 @@ class SlotWriter:
         "requests",
         "responses",
         "state",
+        "websockets",
     )
 
     def __init__(self, board: Scoreboard, index: int) -> None:
@@ -186,6 +190,7 @@ class SlotWriter:
         self.latency_sum = 0.0
         self.responses = [0] * _CLASSES
         self.latency = [0] * _N_BUCKETS
+        self.websockets = 0
 
     def adopt(self) -> None:
         """In the worker: take over what the supervisor wrote at claim time."""
@@ -235,6 +240,7 @@ class SlotWriter:
             self.latency_sum,
             *self.responses,
             *self.latency,
+            self.websockets,
         )
         self._seq = busy + 1
         _SEQ.pack_into(self._map, self._offset, self._seq)

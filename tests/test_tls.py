@@ -104,3 +104,18 @@ def test_unusable_tls_options_are_one_line_each(files: dict[str, Path], tmp_path
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stderr.startswith(f"asgisup: error: {shown}"), result.stderr
+
+
+async def test_websocket_over_tls_has_the_wss_scheme(files: dict[str, Path]) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+
+    args = ("--ssl-certfile", str(files["chain"]), "--ssl-keyfile", str(files["key"]))
+    with ServerProcess("tests.wsapps:app", *args) as server:
+        server.start()
+        url = server.url.replace("https://", "wss://") + "/scope"
+        context = ssl.create_default_context(cafile=files["ca"])
+        async with connect(url, ssl=context, open_timeout=TIMEOUT) as ws:
+            assert json.loads(await ws.recv())["scheme"] == "wss"
+        assert server.stop() == 0

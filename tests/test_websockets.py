@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -17,7 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.serverproc import ROOT, TIMEOUT, ServerProcess, run_cli
+from tests.serverproc import ROOT, TIMEOUT, ServerProcess, free_port, run_cli
 from tests.wsframes import frame, read_frame
 
 # (loop, parser, WebSocket implementation): each parser and each implementation once.
@@ -311,8 +312,11 @@ def test_ws_none_hands_handshakes_to_the_app_as_http() -> None:
 
 async def test_open_websockets_hold_no_request_slot() -> None:
     """--max-inflight 1 and five open WebSockets: HTTP requests are still served at once."""
+    metrics = f"127.0.0.1:{free_port()}"
     with ServerProcess(
-        "tests.wsapps:app", "--max-inflight", "1", "--max-websockets", "5", "--ws", "wsproto"
+        "tests.wsapps:app",
+        *("--max-inflight", "1", "--max-websockets", "5", "--ws", "wsproto"),
+        *("--metrics-bind", metrics),
     ) as server:
         server.start()
         url = ws_url(server, "/echo")
@@ -321,6 +325,15 @@ async def test_open_websockets_hold_no_request_slot() -> None:
             for _ in range(3):
                 response = await client.get(server.url + "/pid")
                 assert response.status_code == 200
+            # The worker's figures: five WebSockets open, none of them in its load.
+            for _ in range(int(TIMEOUT * 10)):
+                text = (await client.get(f"http://{metrics}/metrics")).text
+                if re.search(r"^asgisup_worker_websockets\{[^}]*\} 5(\.0)?$", text, re.M):
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(text)
+            assert re.search(r"^asgisup_worker_load\{[^}]*\} 0(\.0)?$", text, re.M), text
         for i, ws in enumerate(sockets):
             await ws.send(f"still here {i}")
             assert await ws.recv() == f"still here {i}"

@@ -48,6 +48,7 @@ def take_snapshot(
                 full_seconds=round(slot.full_seconds, 3),
                 latency_buckets=slot.latency,
                 latency_sum=slot.latency_sum,
+                websockets=slot.websockets,
             )
         )
     return Snapshot(

@@ -34,6 +34,7 @@ class WorkerFigures:
     full_seconds: float
     latency_buckets: tuple[int, ...]  # per LATENCY_BUCKETS bucket, +Inf last (not cumulative)
     latency_sum: float
+    websockets: int = 0  # open; they hold no slot of the ceiling
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ def _per_worker(out: _Writer, workers: Iterable[WorkerFigures]) -> None:
         ("load", "gauge", "Connections holding work (accepted and waiting, or with a request).",
          "load"),
         ("ceiling", "gauge", "The worker's in-flight ceiling (0: none).", "ceiling"),
+        ("websockets", "gauge", "Open WebSockets (not counted in load).", "websockets"),
         ("heartbeat_age_seconds", "gauge", "Time since the event loop last beat.",
          "heartbeat_age"),
         ("resident_bytes", "gauge", "Resident memory.", "resident_bytes"),

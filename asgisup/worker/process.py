@@ -268,6 +268,7 @@ class Heartbeat:
         slot.load = self.listener.admission.load
         slot.accepted = self.listener.accepted
         slot.full_seconds = self.listener.full_seconds()
+        slot.websockets = self.listener.websockets
         slot.publish()
 
 
