@@ -44,17 +44,19 @@ def resolve_implementations(config: Config) -> tuple[str, str, str]:
     loop = _resolve(config.loop, "uvloop", "asyncio", "--loop")
     http = _resolve(config.http, "httptools", "h11", "--http")
     ws = config.ws
-    if ws in ("websockets", "wsproto"):
-        try:
-            engine_factory(ws)
-        except ImportError:
-            raise ConfigError(
-                f"--ws {ws}: {ws} is not installed (pip install 'asgisup[standard]')"
-            ) from None
-    elif ws == "auto":
-        engine = engine_factory(ws)
-        ws = "none" if engine is None else engine.__name__.removesuffix("Engine").lower()
+    if ws == "auto":
+        ws = next((name for name in ("websockets", "wsproto") if _importable(name)), "none")
+    elif ws != "none" and not _importable(ws):
+        raise ConfigError(f"--ws {ws}: {ws} is not installed (pip install 'asgisup[standard]')")
     return loop, http, ws
+
+
+def _importable(ws: str) -> bool:
+    try:
+        engine_factory(ws)
+    except ImportError:
+        return False
+    return True
 
 
 def _resolve(choice: str, fast: str, fallback: str, flag: str) -> str:

@@ -8,6 +8,10 @@ Routes:
   loop can overlap, like a database call), then ``time.sleep(X / 1000)``: work that blocks the
   event loop, like CPU work in an ``async def`` handler. Answers ``{"pid": <worker pid>}`` as
   JSON with the header ``x-service-ms``: the wall time the blocking part took, in ms.
+- WebSocket ``/ws``: accepts, then echoes every message back unchanged (text as text, bytes as
+  bytes) until the client disconnects (the WebSocket case of benchmarks/throughput.py). Any
+  other WebSocket path is refused with close code 1008 before the accept, which the server
+  turns into an HTTP 403 answer to the handshake.
 
 Why ``time.sleep`` and not a CPU loop: the blocking part must hold the worker's event loop the
 way CPU work does, but the benchmark runs 4 workers (and the load generator) on machines with
@@ -92,13 +96,34 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return  # the client left before the app saw the handshake
+    if scope["path"] != "/ws":
+        await send({"type": "websocket.close", "code": 1008})  # 1008: policy violation
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return  # websocket.disconnect
+        # ASGI: exactly one of "text" and "bytes" is set; the other is absent or None.
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """The ASGI 3 entry point (``benchmarks.refapp:app``)."""
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
         return
+    if scope["type"] == "websocket":
+        await _websocket(scope, receive, send)
+        return
     if scope["type"] != "http":
-        return  # no websockets here; the server closes the connection
+        return
     path = scope["path"]
     if path == "/hello":
         await _respond(send, 200, HELLO, b"text/plain; charset=utf-8", [])

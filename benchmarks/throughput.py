@@ -1,7 +1,7 @@
 """Speed per worker: requests per second against uvicorn, the cost of a ceiling, memory and
 start-up time.
 
-    .venv/bin/python -m benchmarks.throughput [--rounds 5] [--duration 5] [--quick]
+    .venv/bin/python -m benchmarks.throughput [--rounds 5] [--duration 5] [--quick] [--ws-only]
 
 Throughput is measured by wrk (closed loop; Debian: apt-get install wrk) on fresh servers, A
 and B alternating round by round (A, B, A, B, ...), and reported as the median over rounds of
@@ -13,8 +13,20 @@ the per-round ratio A/B, so slow drift of a noisy machine hits both sides alike.
 - 1 and 2 workers.
 
 Pairs: asgisup vs uvicorn with httptools + uvloop, the same with h11 + asyncio, and asgisup
-with ``--max-inflight 64`` vs no ceiling. Then memory (RSS from /proc) and the time for 8
-workers to be ready.
+with ``--max-inflight 64`` vs no ceiling.
+
+WebSocket echo, messages per second: benchmarks.wsload (closed loop, 16 connections, each
+sending a message and waiting for its echo) against ``/ws`` of benchmarks.refapp, 1 worker,
+httptools + uvloop, the same A/B rounds and median ratio. Messages: 32 bytes of text and
+1 KiB of binary, per-message deflate off. Pairs: asgisup vs uvicorn, both with
+``--ws websockets`` and both with ``--ws wsproto``. A side that fails (the server does not
+start, refuses the handshake, drops connections, echoes wrongly) ends that case: its row holds
+the error instead of a ratio, and its verdict fails. These rows also hold ``client_cpu``, the
+load generator's busiest process's share of a core: near 1.0, the client rather than the server
+may have set the rate. ``--ws-only`` runs just these and writes ``throughput-ws.json``
+(``throughput-ws-quick.json``), leaving the full results alone.
+
+Then memory (RSS from /proc) and the time for 8 workers to be ready.
 """
 
 from __future__ import annotations
@@ -29,8 +41,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
-from benchmarks.servers import ROOT, ServerSpec, serving
+from benchmarks import wsload
+from benchmarks.servers import ROOT, ServerFailed, ServerSpec, serving
 
 FAST = ("--http", "httptools", "--loop", "uvloop")
 PURE = ("--http", "h11", "--loop", "asyncio")
@@ -64,6 +78,17 @@ PAIRS = (
         0.97,
     ),
 )
+WS_PAIRS = tuple(
+    Pair(
+        f"asgisup / uvicorn, WebSocket echo, {ws} + uvloop",
+        ServerSpec(f"asgisup-ws-{ws}", "asgisup", 0, ("--ws", ws, *FAST)),
+        ServerSpec(f"uvicorn-ws-{ws}", "uvicorn", 0, ("--ws", ws, *FAST)),
+        1.0,
+    )
+    for ws in ("websockets", "wsproto")
+)
+WS_MESSAGES: tuple[wsload.MessageKind, ...] = ("text", "binary")
+WS_PATH = "/ws"
 PATHS = ("/hello", "/json")
 MODES = ("keep-alive", "close")
 LOGS = ROOT / "benchmarks" / "results" / "logs"
@@ -114,6 +139,98 @@ def compare(pair: Pair, args: argparse.Namespace) -> list[dict[str, object]]:
                     flush=True,
                 )
     return rows
+
+
+class CaseFailed(Exception):
+    """One side of a WebSocket case failed; the message says which server and how."""
+
+
+def _gist(failure: ServerFailed) -> str:
+    # ServerFailed ends with the server's log tail; its first line and the log's last line
+    # (argparse's complaint, a traceback's exception) are what a reader needs.
+    lines = [line for line in str(failure).splitlines() if line.strip()]
+    return lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1].strip()}"
+
+
+def measure_ws(
+    spec: ServerSpec, message: wsload.MessageKind, args: argparse.Namespace
+) -> wsload.Result:
+    """What wsload measured against ``spec`` with 1 worker, when it saw no error.
+
+    Raises CaseFailed when the server does not start or the load saw any error.
+    """
+    log = LOGS / f"throughput-{spec.key}.log"
+    try:
+        with serving(spec, 1, log) as port:
+            load = wsload.Load(
+                port, path=WS_PATH, connections=args.ws_connections,
+                processes=min(wsload.DEFAULT_PROCESSES, args.ws_connections),
+                duration=args.duration, message=message,
+            )  # fmt: skip
+            result = wsload.run(load)  # its warm-up is built in
+    except ServerFailed as exc:
+        raise CaseFailed(f"{spec.key}: {_gist(exc)}") from None
+    failure = result.failure()
+    if failure is not None:
+        raise CaseFailed(f"{spec.key}: {failure} (log: {log.relative_to(ROOT)})")
+    return result
+
+
+def compare_ws(pair: Pair, args: argparse.Namespace) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for message in WS_MESSAGES:
+        mode = f"echo {wsload.message_label(message)}"
+        a_rates: list[float] = []
+        b_rates: list[float] = []
+        errors: list[str] = []
+        client_cpu = 0.0  # near 1.0: the client, not the server, may have set the rate
+        for _ in range(args.rounds):
+            for spec, rates in ((pair.a, a_rates), (pair.b, b_rates)):
+                try:
+                    result = measure_ws(spec, message, args)
+                except CaseFailed as exc:
+                    errors.append(str(exc))
+                    continue
+                rates.append(result.messages_per_s)
+                client_cpu = max(client_cpu, result.client_cpu)
+            if errors:
+                break  # more rounds would fail the same way; the other side got measured once
+        row: dict[str, object] = {
+            "pair": pair.name, "workers": 1, "path": WS_PATH, "mode": mode,
+            "a": statistics.median(a_rates) if a_rates else None,
+            "b": statistics.median(b_rates) if b_rates else None,
+            "ratio": None, "target": pair.target, "client_cpu": round(client_cpu, 3),
+        }  # fmt: skip
+        rows.append(row)
+        if errors:
+            row["error"] = "; ".join(errors)
+            a = "-" if row["a"] is None else f"{row['a']:.0f}"
+            b = "-" if row["b"] is None else f"{row['b']:.0f}"
+            print(f"  1w {WS_PATH:6} {mode:18} {a:>9} / {b:>9} msg/s  FAILED", flush=True)
+            for error in errors:
+                print(f"      {error}", flush=True)
+            continue
+        ratios = [a / b for a, b in zip(a_rates, b_rates, strict=True)]
+        row["ratio"] = statistics.median(ratios)
+        print(
+            f"  1w {WS_PATH:6} {mode:18} {row['a']:9.0f} / {row['b']:9.0f} msg/s "
+            f"= {row['ratio']:.3f} (rounds {', '.join(f'{r:.3f}' for r in ratios)}; "
+            f"client CPU up to {client_cpu:.2f})",
+            flush=True,
+        )
+    return rows
+
+
+def _verdict(pair: Pair, rows: list[dict[str, object]]) -> tuple[str, bool] | None:
+    """The verdict on ``pair`` from its rows: its worst ratio, or its first failure."""
+    mine = [row for row in rows if row["pair"] == pair.name]
+    for row in mine:
+        if "error" in row:
+            return f"{pair.name}: {row['mode']} failed: {row['error']}", False
+    if not mine:
+        return None
+    worst = min(cast(float, row["ratio"]) for row in mine)
+    return f"{pair.name}: worst case {worst:.3f}", worst >= pair.target
 
 
 def rss_kib(pid: int) -> int:
@@ -176,30 +293,40 @@ def main() -> None:
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2])
     parser.add_argument("--pairs", default="0,1,2", help="which pairs, by index")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s, 1 worker")
+    parser.add_argument(
+        "--ws-pairs", default="0,1", help="which WebSocket pairs, by index ('' for none)"
+    )
+    parser.add_argument("--ws-connections", type=int, default=wsload.Load.connections)
+    parser.add_argument(
+        "--ws-only", action="store_true", help="only the WebSocket pairs: no HTTP, no memory"
+    )
     args = parser.parse_args()
+    if args.ws_connections < 1:
+        parser.error("--ws-connections must be at least 1")
     if args.quick:
         args.rounds, args.duration, args.workers = 2, 2.0, [1]
     rows = []
-    for index in (int(i) for i in args.pairs.split(",")):
+    for index in () if args.ws_only else (int(i) for i in args.pairs.split(",")):
         pair = PAIRS[index]
         print(f"{pair.name} (target >= {pair.target})", flush=True)
         rows += compare(pair, args)
-    figures = memory_and_start()
-    verdicts = []
-    for pair in PAIRS:
-        ratios = [r["ratio"] for r in rows if r["pair"] == pair.name]
-        if ratios:
-            worst = min(ratios)  # type: ignore[type-var]
-            verdicts.append((f"{pair.name}: worst case {worst:.3f}", worst >= pair.target))
-    verdicts += [
-        (f"supervisor RSS {figures['asgisup_supervisor_rss_mib']:.1f} MiB (< 30)",
-         figures["asgisup_supervisor_rss_mib"] < 30),
-        (f"idle worker RSS {figures['asgisup_worker_rss_mib']:.1f} MiB vs uvicorn's "
-         f"{figures['uvicorn_worker_rss_mib']:.1f}",
-         figures["asgisup_worker_rss_mib"] <= figures["uvicorn_worker_rss_mib"]),
-        (f"8 workers ready in {figures['asgisup_8_workers_ready_s']:.2f} s (< 2)",
-         figures["asgisup_8_workers_ready_s"] < 2.0),
-    ]  # fmt: skip
+    for index in (int(i) for i in args.ws_pairs.split(",") if i):
+        pair = WS_PAIRS[index]
+        print(f"{pair.name} (target >= {pair.target})", flush=True)
+        rows += compare_ws(pair, args)
+    verdicts = [v for v in (_verdict(pair, rows) for pair in (*PAIRS, *WS_PAIRS)) if v]
+    figures: dict[str, float] = {}
+    if not args.ws_only:
+        figures = memory_and_start()
+        verdicts += [
+            (f"supervisor RSS {figures['asgisup_supervisor_rss_mib']:.1f} MiB (< 30)",
+             figures["asgisup_supervisor_rss_mib"] < 30),
+            (f"idle worker RSS {figures['asgisup_worker_rss_mib']:.1f} MiB vs uvicorn's "
+             f"{figures['uvicorn_worker_rss_mib']:.1f}",
+             figures["asgisup_worker_rss_mib"] <= figures["uvicorn_worker_rss_mib"]),
+            (f"8 workers ready in {figures['asgisup_8_workers_ready_s']:.2f} s (< 2)",
+             figures["asgisup_8_workers_ready_s"] < 2.0),
+        ]  # fmt: skip
     print()
     for text, ok in verdicts:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
@@ -214,7 +341,7 @@ def main() -> None:
         ROOT
         / "benchmarks"
         / "results"
-        / ("throughput-quick.json" if args.quick else "throughput.json")
+        / f"throughput{'-ws' if args.ws_only else ''}{'-quick' if args.quick else ''}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -9,14 +9,9 @@ import pytest
 from asgisup.protocols.http.events import ProtocolError, RequestHead
 from asgisup.protocols.http.framing import ResponseHeadError
 from asgisup.protocols.websocket import handshake
-from asgisup.protocols.websocket.engines import (
-    PONG,
-    Closed,
-    Engine,
-    WebsocketsEngine,
-    WsprotoEngine,
-    engine_factory,
-)
+from asgisup.protocols.websocket.engines import PONG, Closed, Engine, engine_factory
+from asgisup.protocols.websocket.websockets_engine import WebsocketsEngine
+from asgisup.protocols.websocket.wsproto_engine import WsprotoEngine
 from tests.wsframes import frame
 
 ENGINES = [WebsocketsEngine, WsprotoEngine]

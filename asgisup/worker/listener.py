@@ -59,6 +59,8 @@ class Listener:
         self._full_since: float | None = None
         self._full_total = 0.0
         self._fd = sock.fileno()
+        # For building accepted sockets without socket.accept()'s enum conversions.
+        self._kind = (int(sock.family), int(sock.type), sock.proto)
         self._tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
         # uvloop's transports set TCP_NODELAY themselves; asyncio's accepted ones do not.
         self._nodelay = self._tcp and not type(loop).__module__.startswith("uvloop")
@@ -129,7 +131,7 @@ class Listener:
         """
         if self.admission.accepting:
             try:
-                conn_sock, _ = self.sock.accept()
+                fd, _ = self.sock._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 pass  # a sibling took it (every worker polling the fd was woken), or it left
             except OSError as exc:
@@ -140,7 +142,7 @@ class Listener:
             else:
                 self.admission.admit_accepted()
                 self.accepted += 1
-                self._attach(conn_sock)
+                self._attach(socket.socket(*self._kind, fd))
         self._sync()
 
     def _end_backoff(self) -> None:
@@ -148,7 +150,7 @@ class Listener:
         self._sync()
 
     def _attach(self, conn_sock: socket.socket) -> None:
-        conn_sock.setblocking(False)
+        # Not setblocking(False): connect_accepted_socket does it (asyncio and uvloop alike).
         if self._nodelay:
             conn_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = HttpConnection(self.settings, self, self.loop)
