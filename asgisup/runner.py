@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import socket
@@ -15,7 +16,6 @@ from asgisup.errors import BindError, ConfigError
 from asgisup.loading import load_app
 from asgisup.logs import configure_logging, load_log_config
 from asgisup.proctitle import app_name, set_title
-from asgisup.protocols.websocket.engines import engine_factory
 from asgisup.sockinfo import set_defer_accept
 from asgisup.supervisor.arbiter import Supervisor
 from asgisup.supervisor.control import bind_endpoint
@@ -51,12 +51,13 @@ def resolve_implementations(config: Config) -> tuple[str, str, str]:
     return loop, http, ws
 
 
-def _importable(ws: str) -> bool:
+def _importable(library: str) -> bool:
+    """Found on the path; not imported here, so the supervisor stays small (a worker that
+    cannot import it after all reports that as its boot error)."""
     try:
-        engine_factory(ws)
-    except ImportError:
+        return importlib.util.find_spec(library) is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
 def _resolve(choice: str, fast: str, fallback: str, flag: str) -> str:

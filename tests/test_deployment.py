@@ -96,7 +96,13 @@ def test_compose_puts_nginx_with_upstream_keep_alive_in_front() -> None:
     assert "./nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx["volumes"]
     conf = (EXAMPLE / "nginx.conf").read_text()
     assert re.search(r"upstream asgisup \{[^}]*keepalive \d+;", conf)
-    assert "proxy_http_version 1.1;" in conf and 'proxy_set_header Connection "";' in conf
+    assert "proxy_http_version 1.1;" in conf
+    # Keep-alive for requests (no Connection header), "upgrade" for WebSocket handshakes.
+    assert re.search(
+        r'map \$http_upgrade \$connection_upgrade \{\s*default upgrade;\s*"" +"";', conf
+    )
+    assert "proxy_set_header Connection $connection_upgrade;" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf
 
 
 def test_kubernetes_manifest_has_probes_prestop_and_grace() -> None:

@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import struct
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from asgisup.config import Config
+from asgisup.errors import ConfigError
+from asgisup.runner import resolve_implementations
 from tests.serverproc import ROOT, TIMEOUT, ServerProcess, free_port, run_cli
 from tests.wsframes import frame, read_frame
 
@@ -64,6 +68,21 @@ async def wait_logged(server: ServerProcess, entry: dict[str, object]) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{entry} not in {ws_log(server)}")
+
+
+async def wait_for_figures(client: httpx.AsyncClient, bind: str, **expected: float) -> None:
+    """Poll the supervisor's /metrics until the (one) worker's gauges have these values."""
+    found: dict[str, float] = {}
+    for _ in range(int(TIMEOUT * 10)):
+        text = (await client.get(f"http://{bind}/metrics")).text
+        for name in expected:
+            match = re.search(rf"^asgisup_worker_{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+            if match:
+                found[name] = float(match[1])
+        if found == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{found} != {expected}")
 
 
 # -- messages ------------------------------------------------------------------------------
@@ -326,14 +345,7 @@ async def test_open_websockets_hold_no_request_slot() -> None:
                 response = await client.get(server.url + "/pid")
                 assert response.status_code == 200
             # The worker's figures: five WebSockets open, none of them in its load.
-            for _ in range(int(TIMEOUT * 10)):
-                text = (await client.get(f"http://{metrics}/metrics")).text
-                if re.search(r"^asgisup_worker_websockets\{[^}]*\} 5(\.0)?$", text, re.M):
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(text)
-            assert re.search(r"^asgisup_worker_load\{[^}]*\} 0(\.0)?$", text, re.M), text
+            await wait_for_figures(client, metrics, websockets=5, load=0)
         for i, ws in enumerate(sockets):
             await ws.send(f"still here {i}")
             assert await ws.recv() == f"still here {i}"
@@ -346,6 +358,28 @@ async def test_open_websockets_hold_no_request_slot() -> None:
             await again.send("in")
             assert await again.recv() == "in"
         for ws in sockets:
+            await ws.close()
+        assert server.stop() == 0
+
+
+async def test_the_handshake_holds_a_request_slot_until_the_app_accepts(tmp_path: Path) -> None:
+    metrics = f"127.0.0.1:{free_port()}"
+    with ServerProcess(
+        "tests.wsapps:app", "--max-inflight", "1", "--metrics-bind", metrics
+    ) as server:
+        server.start()
+        go = tmp_path / "go"
+        handshake = asyncio.ensure_future(
+            connect(ws_url(server, f"/accept-when?f={go}"), open_timeout=TIMEOUT)
+        )
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            # The app is deciding: the handshake is the worker's one request in flight.
+            await wait_for_figures(client, metrics, load=1, websockets=1)
+            go.touch()
+            ws = await handshake
+            await wait_for_figures(client, metrics, load=0, websockets=1)  # the slot is back
+            await ws.send("after")
+            assert await ws.recv() == "after"
             await ws.close()
         assert server.stop() == 0
 
@@ -399,12 +433,26 @@ async def test_rolling_restart_closes_websockets_with_1012_and_new_ones_reach_ne
 
 
 @pytest.mark.parametrize("library", ["websockets", "wsproto"])
-def test_asking_for_a_missing_library_is_one_line_and_exit_2(tmp_path: Path, library: str) -> None:
-    # A module of that name that fails to import stands for the library not being installed.
-    (tmp_path / f"{library}.py").write_text("raise ImportError('not here')\n")
-    result = run_cli("tests.wsapps:app", "--ws", library, PYTHONPATH=f"{tmp_path}:{ROOT}")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"asgisup: error: --ws {library}: {library} is not installed "
-        "(pip install 'asgisup[standard]')"
-    ]
+def test_asking_for_a_library_that_is_not_installed_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, library: str
+) -> None:
+    monkeypatch.setitem(sys.modules, library, None)  # what find_spec reports when absent
+    config = Config.from_sources("tests.wsapps:app", {"ws": library}, {})
+    with pytest.raises(ConfigError) as caught:
+        resolve_implementations(config)
+    assert str(caught.value) == (
+        f"--ws {library}: {library} is not installed (pip install 'asgisup[standard]')"
+    )
+    monkeypatch.setitem(sys.modules, "websockets", None)
+    monkeypatch.setitem(sys.modules, "wsproto", None)
+    auto = Config.from_sources("tests.wsapps:app", {}, {})
+    assert resolve_implementations(auto)[2] == "none"
+
+
+def test_a_library_that_fails_to_import_stops_the_server_with_its_error(tmp_path: Path) -> None:
+    # Found on the path (the supervisor checks only that), broken when the worker imports it.
+    (tmp_path / "wsproto.py").write_text("raise ImportError('wsproto is broken here')\n")
+    result = run_cli("tests.wsapps:app", "--ws", "wsproto", PYTHONPATH=f"{tmp_path}:{ROOT}")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("wsproto is broken here") == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == "asgisup: error: --ws wsproto: wsproto is broken here"

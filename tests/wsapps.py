@@ -43,6 +43,9 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("refused by a bug")
     if path == "/no-answer":
         return
+    if path == "/accept-when":  # the handshake waits until the file ``f`` exists
+        while not os.path.exists(query["f"]):
+            await asyncio.sleep(0.01)
     subprotocols = scope["subprotocols"]
     await send(
         {

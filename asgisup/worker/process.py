@@ -117,10 +117,15 @@ def run_worker(spec: WorkerSpec) -> int:
     except AppLoadError as exc:
         _report(spec.report_fd, FAILED + str(exc).encode(errors="replace"))
         return EXIT_BOOT_FAILED
+    try:
+        ws = websocket_settings(config)
+    except ImportError as exc:  # the supervisor found the library; importing it failed
+        _report(spec.report_fd, FAILED + f"--ws {config.ws}: {exc}".encode(errors="replace"))
+        return EXIT_BOOT_FAILED
     loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(spec, app, loop))
+        return loop.run_until_complete(_serve(spec, app, ws, loop))
     finally:
         with contextlib.suppress(Exception):
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -134,23 +139,32 @@ def _lifeline_cut(fd: int) -> bool:
     return bool(readable)
 
 
+def websocket_settings(config: Config) -> WsSettings | None:
+    """None for ``--ws none``. Raises ImportError if the library cannot be imported."""
+    engine = engine_factory(config.ws)
+    if engine is None:
+        return None
+    return WsSettings(
+        engine=engine,
+        max_size=config.ws_max_size,
+        max_queue=config.ws_max_queue,
+        ping_interval=config.ws_ping_interval,
+        ping_timeout=config.ws_ping_timeout,
+        per_message_deflate=config.ws_per_message_deflate,
+    )
+
+
 def build_settings(
-    config: Config, app: ASGIApp, state: dict[str, Any], *, https: bool = False
+    config: Config,
+    app: ASGIApp,
+    state: dict[str, Any],
+    ws: WsSettings | None,
+    *,
+    https: bool = False,
 ) -> HttpSettings:
     extra = b"".join(
         f"{name.lower()}: {value}\r\n".encode("latin-1") for name, value in config.headers
     )
-    engine = engine_factory(config.ws)
-    ws = None
-    if engine is not None:
-        ws = WsSettings(
-            engine=engine,
-            max_size=config.ws_max_size,
-            max_queue=config.ws_max_queue,
-            ping_interval=config.ws_ping_interval,
-            ping_timeout=config.ws_ping_timeout,
-            per_message_deflate=config.ws_per_message_deflate,
-        )
     return HttpSettings(
         app=app,
         parser=functools.partial(parser_factory(config.http), config.max_request_head_size),
@@ -174,7 +188,9 @@ def build_settings(
     )
 
 
-async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop) -> int:
+async def _serve(
+    spec: WorkerSpec, app: ASGIApp, ws: WsSettings | None, loop: asyncio.AbstractEventLoop
+) -> int:
     config = spec.config
     state: dict[str, Any] = {}
     lifespan = Lifespan(app, config.lifespan, state)
@@ -189,7 +205,7 @@ async def _serve(spec: WorkerSpec, app: ASGIApp, loop: asyncio.AbstractEventLoop
         loop,
         spec.sock,
         admission,
-        build_settings(config, app, state, https=spec.ssl is not None),
+        build_settings(config, app, state, ws, https=spec.ssl is not None),
         busy_close_min_service=config.busy_close_min_service if config.busy_close else None,
         slot=spec.slot,
         ssl=spec.ssl,
