@@ -18,7 +18,8 @@ import ssl
 import time
 
 from asgisup.admission import Admission, ServiceTime, busy_close
-from asgisup.protocols.http.connection import HttpConnection, HttpSettings
+from asgisup.protocols.http.connection import HttpConnection
+from asgisup.protocols.http.settings import HttpSettings
 from asgisup.scoreboard import SlotWriter
 from asgisup.sockinfo import accept_queue
 

@@ -29,9 +29,10 @@ from asgisup.errors import AppLoadError
 from asgisup.loading import load_app
 from asgisup.logs import reopen_log_files, set_worker
 from asgisup.proctitle import app_name, set_title
-from asgisup.protocols.http.connection import HttpConnection, HttpSettings
+from asgisup.protocols.http.connection import HttpConnection
 from asgisup.protocols.http.parsers import parser_factory
 from asgisup.protocols.http.proxy import TrustedProxies
+from asgisup.protocols.http.settings import HttpSettings
 from asgisup.protocols.websocket.engines import engine_factory
 from asgisup.protocols.websocket.session import WsSettings
 from asgisup.scoreboard import SlotWriter, State

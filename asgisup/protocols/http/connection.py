@@ -13,11 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
-from asgisup.logs import ACCESS_FORMAT
 from asgisup.protocols.http import framing
 from asgisup.protocols.http.cycle import BODY_HIGH_WATER, RequestCycle
 from asgisup.protocols.http.events import (
@@ -28,11 +25,11 @@ from asgisup.protocols.http.events import (
     RequestHead,
     Upgrade,
 )
-from asgisup.protocols.http.parsers import Parser
-from asgisup.protocols.http.proxy import TrustedProxies, forwarded
+from asgisup.protocols.http.proxy import forwarded
+from asgisup.protocols.http.settings import Gate, HttpSettings
 from asgisup.protocols.websocket import handshake
 from asgisup.protocols.websocket.session import WebSocketSession, WsSettings
-from asgisup.types import ASGIApp, Scope
+from asgisup.types import Scope
 
 logger = logging.getLogger("asgisup.error")
 
@@ -40,78 +37,6 @@ logger = logging.getLogger("asgisup.error")
 WRITE_HIGH_WATER = 64 * 1024
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
-
-
-class Gate(Protocol):
-    """The worker's side of admission, as a connection sees it."""
-
-    def request(self, conn: HttpConnection) -> bool:
-        """A request arrived on a connection without a slot: True if admitted now, else the
-        gate calls ``conn.admitted()`` later."""
-        ...
-
-    def release(self) -> None:
-        """The connection gives its slot back."""
-        ...
-
-    def cancel(self, conn: HttpConnection) -> None:
-        """A waiting connection closed before it was admitted."""
-        ...
-
-    def closed(self, conn: HttpConnection) -> None:
-        """The connection is gone for good."""
-        ...
-
-    def serving(self, method: str, path: str) -> None:
-        """A request starts: the app is about to be called for it."""
-        ...
-
-    def responded(self, status: int, seconds: float) -> None:
-        """A response with ``status`` was sent, ``seconds`` after its request began."""
-        ...
-
-    def busy_close(self, started: float) -> bool:
-        """Whether a response to a request that started at loop time ``started`` should close
-        its connection rather than keep it alive, to return the client to the shared queue."""
-        ...
-
-    def websocket_open(self) -> bool:
-        """A WebSocket handshake starts: False if the worker has --max-websockets already."""
-        ...
-
-    def websocket_closed(self) -> None:
-        """A connection that began a WebSocket handshake is gone."""
-        ...
-
-
-@dataclass(slots=True)
-class HttpSettings:
-    """What every connection of a worker shares; built once per worker."""
-
-    app: ASGIApp
-    parser: Callable[[], Parser]
-    root_path: str = ""
-    timeout_keep_alive: float = 5.0
-    timeout_request_head: float = 10.0
-    timeout_client_stall: float = 60.0
-    max_request_headers: int = 100
-    max_request_body_size: int = 0  # 0: no limit
-    health_path: str | None = None  # answered 200 without calling the app
-    access_log: bool = True
-    access_log_format: str = ACCESS_FORMAT
-    server_header: bool = True
-    date_header: bool = True
-    extra_headers: bytes = b""
-    trusted: TrustedProxies | None = None
-    state: dict[str, Any] = field(default_factory=dict)
-    scheme: str = "http"
-    ws: WsSettings | None = None  # None: WebSocket handshakes reach the app as plain HTTP
-    _date: framing.DateHeader = field(default_factory=framing.DateHeader)
-
-    def default_headers(self) -> bytes:
-        server = b"server: asgisup\r\n" if self.server_header else b""
-        date = self._date.line() if self.date_header else b""
-        return server + date + self.extra_headers
 
 
 class HttpConnection(asyncio.Protocol):
