@@ -269,6 +269,11 @@ class HttpConnection(asyncio.Protocol):
             if cycle is None:
                 if self.closing or self.waiting:
                     break
+                if isinstance(events[0], Upgrade):
+                    # An upgrade this server does not take: carry on with HTTP/1.1.
+                    events.popleft()
+                    self._parse(self._parser.take_rest())
+                    return
                 if not self.has_slot:
                     # A pipelined request: it queues for a slot like any other.
                     if not self.gate.request(self):
@@ -276,11 +281,6 @@ class HttpConnection(asyncio.Protocol):
                         break
                     self.has_slot = True
                 head = events.popleft()
-                if isinstance(head, Upgrade):
-                    # An upgrade this server does not take: carry on with HTTP/1.1.
-                    self._release()
-                    self._parse(self._parser.take_rest())
-                    return
                 assert isinstance(head, RequestHead)
                 try:
                     if self.settings.ws is not None and handshake.is_websocket_request(head):
