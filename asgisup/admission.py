@@ -139,12 +139,15 @@ class ServiceTime:
         self.samples = 0
 
     def add(self, seconds: float) -> float:
-        if self.samples * self.WEIGHT < 1.0:
-            self.samples += 1
-            self.mean += (seconds - self.mean) / self.samples
-        else:
-            self.mean += self.WEIGHT * (seconds - self.mean)
+        self.mean = self.peek(seconds)
+        self.samples += 1
         return self.mean
+
+    def peek(self, seconds: float) -> float:
+        """The mean :meth:`add` would make of ``seconds``, leaving this one unchanged."""
+        if self.samples * self.WEIGHT < 1.0:
+            return self.mean + (seconds - self.mean) / (self.samples + 1)
+        return self.mean + self.WEIGHT * (seconds - self.mean)
 
 
 def busy_close(

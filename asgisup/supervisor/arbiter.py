@@ -381,6 +381,7 @@ class Supervisor:
             lifeline_fd=self._lifeline_r,
             slot=self.board.writer(slot),
             ssl=self.ssl_context,
+            workers=self.size,
         )
 
         def close_in_child() -> None:

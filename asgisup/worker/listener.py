@@ -25,6 +25,11 @@ from asgisup.sockinfo import accept_queue
 
 logger = logging.getLogger("asgisup.error")
 
+# The most connections one wake-up accepts (the ceiling, when there is one, comes first).
+ACCEPT_BATCH = 64
+# Requests that take at least this long on average (seconds): the worker accepts one
+# connection per wake-up, so what waits goes to whichever worker frees first.
+SLOW_SERVICE = 0.001
 # Out of fds or buffers: stop accepting this long, then try again (like trio's serve_listeners).
 RESOURCE_BACKOFF = 0.1
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -44,9 +49,11 @@ class Listener:
         slot: SlotWriter | None = None,
         ssl: ssl.SSLContext | None = None,
         max_websockets: int = 0,
+        workers: int = 1,
     ) -> None:
         """``busy_close_min_service`` None turns the keep-alive policy off; ``slot`` is the
-        worker's scoreboard slot, told of every request; ``max_websockets`` 0 is no limit."""
+        worker's scoreboard slot, told of every request; ``max_websockets`` 0 is no limit;
+        ``workers`` is how many workers share the socket (for the share each one accepts)."""
         self.loop = loop
         self.sock = sock
         self.admission = admission
@@ -56,6 +63,7 @@ class Listener:
         self.slot = slot
         self.ssl = ssl
         self.max_websockets = max_websockets
+        self.workers = workers
         self.websockets = 0  # connections past a WebSocket handshake request, open
         self._full_since: float | None = None
         self._full_total = 0.0
@@ -123,28 +131,45 @@ class Listener:
             self._polling = False
 
     def _on_readable(self) -> None:
-        """Accept one connection per wake-up, with or without a ceiling.
-
-        Without a ceiling this is still the fairest eager accept: every idle worker polling the
-        socket is woken and each takes one, like uvloop's accept loop, instead of the first one
-        awake taking a whole burst (measured in docs/admission.md: batches of 64 made the p99
-        1.8x the ideal where one at a time gives 1.1x, and hello-world throughput 10% lower).
-        """
-        if self.admission.accepting:
+        """Accept this worker's share of the waiting connections, re-checking the ceiling
+        before every single ``accept()`` (docs/admission.md, "Accepting", has the figures)."""
+        for _ in range(self._share()):
+            if not self.admission.accepting:
+                break
             try:
                 fd, _ = self.sock._accept()  # type: ignore[attr-defined]
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                pass  # a sibling took it (every worker polling the fd was woken), or it left
+            except BlockingIOError:
+                break  # none left: siblings took them (every worker polling was woken)
+            except (InterruptedError, ConnectionAbortedError):
+                continue  # that client left before it was accepted
             except OSError as exc:
                 if exc.errno not in _RESOURCE_ERRNOS:
                     raise
                 logger.warning("accept() failed (%s); pausing accepts for a moment", exc)
                 self._backoff = self.loop.call_later(RESOURCE_BACKOFF, self._end_backoff)
-            else:
-                self.admission.admit_accepted()
-                self.accepted += 1
-                self._attach(socket.socket(*self._kind, fd))
+                break
+            self.admission.admit_accepted()
+            self.accepted += 1
+            self._attach(socket.socket(*self._kind, fd))
         self._sync()
+
+    def _share(self) -> int:
+        """How many connections to accept at this wake-up, at most.
+
+        While requests are slow (they block the loop, or wait long), one: a worker that took
+        several would serve them one after another while a sibling that frees sooner could
+        have had them. While they are cheap, the waiting connections divided by the workers
+        (rounded up), since every worker polling the socket is woken together: one accept per
+        wake-up left a lone worker idle between wake-ups, at 0.75x uvicorn's new connections.
+        """
+        if self._service.mean >= SLOW_SERVICE:
+            return 1
+        if self.workers == 1:
+            return ACCEPT_BATCH  # nobody to share with
+        queue = accept_queue(self.sock)
+        if queue is None:
+            return 1  # the kernel cannot say (a Unix socket): one at a time
+        return min(ACCEPT_BATCH, max(1, -(-queue[0] // self.workers)))
 
     def _end_backoff(self) -> None:
         self._backoff = None
@@ -191,13 +216,16 @@ class Listener:
             self.slot.serving(method, path, time.monotonic())
 
     def responded(self, status: int, seconds: float) -> None:
+        self._service.add(seconds)
         if self.slot is not None:
             self.slot.responded(status, seconds)
 
     def busy_close(self, started: float) -> bool:
+        """Whether to close this response's connection; judged on the mean service time with
+        this request's time so far counted in (the first slow request already counts)."""
         if not self._busy_close:
             return False
-        mean = self._service.add(self.loop.time() - started)
+        mean = self._service.peek(self.loop.time() - started)
         if mean < self._min_service:
             return False  # the cost gate, here on every response: keep it cheap
         return busy_close(self.admission, mean, self._min_service, self._queue_depth)

@@ -66,6 +66,7 @@ class WorkerSpec:
     lifeline_fd: int  # readable (EOF) when the supervisor is gone
     slot: SlotWriter | None = None  # this worker's scoreboard slot
     ssl: ssl.SSLContext | None = None  # TLS for every accepted connection
+    workers: int = 1  # how many workers the supervisor runs (when this one was started)
 
 
 def new_event_loop(name: str) -> asyncio.AbstractEventLoop:
@@ -211,6 +212,7 @@ async def _serve(
         slot=spec.slot,
         ssl=spec.ssl,
         max_websockets=config.max_websockets,
+        workers=spec.workers,
     )
     stop: asyncio.Future[None] = loop.create_future()
 
