@@ -141,6 +141,12 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     elif path == "/grow":
         _BALLAST.append(bytearray(int(query.get("mb", "1")) * 1024 * 1024))  # touched: resident
         await _json(send, {"pid": os.getpid(), "ballast_mb": sum(map(len, _BALLAST)) >> 20})
+    elif path == "/linger":
+        # Goes on after its response is complete (Django closes responses like this).
+        await _json(send, {"pid": os.getpid()})
+        await asyncio.sleep(float(query.get("s", "0.5")))
+        with open(query["f"], "w") as marker:
+            marker.write("finished")
     elif path == "/orphan":
         # The shell exits at once; its background child is orphaned to the namespace's init.
         os.system(f"sleep {float(query.get('s', '1'))} &")

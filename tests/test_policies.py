@@ -159,3 +159,49 @@ def test_recycle_reason() -> None:
     )
     assert recycle_reason(0, None, 100 * MIB, 200) is None
     assert recycle_reason(0, None, None, 200) is None  # memory unknown: leave it be
+
+
+def test_service_time_peek_leaves_the_mean_alone() -> None:
+    service = ServiceTime()
+    assert service.peek(0.004) == 0.004
+    assert service.mean == 0.0 and service.samples == 0
+    service.add(0.002)
+    assert service.peek(0.004) == pytest.approx(0.003)
+    assert service.add(0.004) == pytest.approx(0.003)
+
+
+async def test_a_worker_accepts_its_share_while_requests_are_cheap() -> None:
+    """One per wake-up while requests are slow; the waiting connections divided by the
+    workers while they are cheap; everything waiting when it is alone."""
+    import asyncio
+
+    from asgisup.protocols.http.settings import HttpSettings
+    from asgisup.worker.listener import ACCEPT_BATCH, Listener
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("no request is sent")
+
+    loop = asyncio.get_running_loop()
+    settings = HttpSettings(app=app, parser=lambda: None)  # type: ignore[arg-type, return-value]
+    with _listener(backlog=16) as sock:
+        clients = [socket.create_connection(sock.getsockname()) for _ in range(5)]
+        try:
+            _wait_depth(sock, 5)
+            shared = Listener(loop, sock, Admission(0), settings, workers=2)
+            assert shared._share() == 3  # 5 waiting, 2 workers: rounded up
+            shared.responded(200, 0.002)  # slow requests: one at a time
+            assert shared._share() == 1
+            alone = Listener(loop, sock, Admission(0), settings, workers=1)
+            assert alone._share() == ACCEPT_BATCH
+            # The ceiling still comes first: with room for 2, two of the five are accepted.
+            full = Listener(loop, sock, Admission(2), settings, workers=1)
+            full._on_readable()
+            assert full.accepted == 2 and full.admission.load == 2
+            assert _wait_depth(sock, 3)[0] == 3
+            await asyncio.gather(*full._attaching)  # the two connections are set up
+            full.abort_all()
+            full.drain()  # and the socket is no longer polled
+            await full.wait_closed()
+        finally:
+            for client in clients:
+                client.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serverproc import ROOT, ServerProcess, wait_until
+from tests.serverproc import ROOT, TIMEOUT, ServerProcess, wait_until
 
 
 def test_graceful_stop_finishes_in_flight_requests(tmp_path: Path) -> None:
@@ -32,6 +32,19 @@ def test_graceful_stop_finishes_in_flight_requests(tmp_path: Path) -> None:
         assert statuses == [200] * 4
         assert server.wait() == 0, server.log
     assert "Shutting down (SIGTERM)" in server.log
+
+
+def test_graceful_stop_waits_for_app_code_that_outlives_its_response(tmp_path: Path) -> None:
+    marker = tmp_path / "finished"
+    with ServerProcess("tests.apps:app") as server:
+        server.start()
+        # The response is complete and the connection closed; the app still runs for 0.5 s.
+        response = httpx.get(f"{server.url}/linger?s=0.5&f={marker}", timeout=TIMEOUT)
+        assert response.status_code == 200
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0, server.log
+    assert marker.read_text() == "finished"
+    assert "Traceback" not in server.log and "Task was destroyed" not in server.log
 
 
 def test_killed_worker_is_replaced() -> None:

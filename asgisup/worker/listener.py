@@ -3,9 +3,9 @@
 Why not ``loop.create_server(sock=...)``: it re-calls ``listen()`` on the shared socket (which
 changes the backlog for every process) and accepts up to ``backlog`` connections per wake-up
 whatever this worker's load (DESIGN.md, "Facts of the platform"). Here the listening fd is
-polled only while :attr:`Admission.accepting` holds, one ``accept()`` at a time, re-checking
-after each; a full worker removes the fd from its loop, so the kernel keeps the connection in
-the shared accept queue for a sibling.
+polled only while :attr:`Admission.accepting` holds, and that is re-checked before every
+single ``accept()``; a full worker removes the fd from its loop, so the kernel keeps the
+connection in the shared accept queue for a sibling. How many a wake-up takes: ``_share``.
 """
 
 from __future__ import annotations

@@ -241,8 +241,9 @@ async def _serve(
         os.getpid(),
         len(listener.connections),
     )
+    ours = {asyncio.current_task(), lifespan.task}
     try:
-        await asyncio.wait_for(listener.wait_closed(), config.timeout_graceful_shutdown)
+        await asyncio.wait_for(_drained(listener, ours), config.timeout_graceful_shutdown)
     except asyncio.TimeoutError:
         logger.warning(
             "Graceful shutdown deadline (%ss) passed; closing %d connection(s)",
@@ -253,6 +254,8 @@ async def _serve(
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(listener.wait_closed(), WEBSOCKET_CLOSE_GRACE)
         listener.abort_all()
+        for task in _app_tasks(ours):  # app code still running after its connection closed
+            task.cancel()
         await _settle(loop)
     await lifespan.shutdown()
     return EXIT_OK
@@ -289,6 +292,19 @@ class Heartbeat:
         slot.full_seconds = self.listener.full_seconds()
         slot.websockets = self.listener.websockets
         slot.publish()
+
+
+async def _drained(listener: Listener, ours: set[asyncio.Task[Any] | None]) -> None:
+    """Every connection closed, then every app task done: an app may go on after its
+    response went out (Django closes the response in a thread), and must not be cut off."""
+    await listener.wait_closed()
+    while tasks := _app_tasks(ours):
+        await asyncio.wait(tasks)
+
+
+def _app_tasks(ours: set[asyncio.Task[Any] | None]) -> set[asyncio.Task[Any]]:
+    """The tasks running app code: all but the worker's own (and the one asking)."""
+    return asyncio.all_tasks() - ours - {asyncio.current_task()}
 
 
 async def _settle(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,0 +1,119 @@
+"""Does accepting one connection at a time in Python cost throughput? A minimal server (no
+HTTP parsing: it answers any bytes with a fixed response and closes) run three ways on uvloop,
+under wrk with a new connection per request:
+
+- ``server``: ``loop.create_server(sock=...)``, uvloop's own accept loop in C (uvicorn's way);
+- ``task``: asgisup's way: the listening fd polled with ``add_reader``, one ``accept()`` per
+  wake-up, ``connect_accepted_socket`` run in a task;
+- ``no-task``: the same, with the ``connect_accepted_socket`` coroutine driven by hand.
+
+    .venv/bin/python -m benchmarks.accept_path [--rounds 3] [--duration 3]
+
+Servers alternate round by round; the medians are printed (requests/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+from benchmarks.throughput import wrk
+
+RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+MODES = ("server", "task", "no-task")
+
+
+class Answer(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(RESPONSE)
+        self.transport.close()
+
+
+async def serve(mode: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    if mode == "server":
+        await loop.create_server(Answer, sock=sock)
+    else:
+        kind = (int(sock.family), int(sock.type), sock.proto)
+        tasks: set[asyncio.Task[object]] = set()
+
+        def on_readable() -> None:
+            try:
+                fd, _ = sock._accept()  # type: ignore[attr-defined]
+            except BlockingIOError:
+                return
+            accepted = socket.socket(*kind, fd)
+            coro = loop.connect_accepted_socket(Answer, accepted)
+            if mode == "task":
+                task = loop.create_task(coro)
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                return
+
+            def step(_: object = None) -> None:
+                with contextlib.suppress(StopIteration):
+                    coro.send(None).add_done_callback(step)
+
+            step()
+
+        loop.add_reader(sock.fileno(), on_readable)
+    await asyncio.Event().wait()
+
+
+def measure(mode: str, duration: float) -> float:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.accept_path", "--serve", mode, str(port)]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        return wrk(port, "/", "close", duration, 32)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--serve", nargs=2, metavar=("MODE", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        import uvloop
+
+        uvloop.run(serve(args.serve[0], int(args.serve[1])))
+        return
+    results: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for _ in range(args.rounds):
+        for mode in MODES:
+            results[mode].append(measure(mode, args.duration))
+    for mode, rates in results.items():
+        rounds = ", ".join(f"{rate:.0f}" for rate in rates)
+        print(f"{mode:8} {statistics.median(rates):8.0f} req/s (rounds {rounds})")
+
+
+if __name__ == "__main__":
+    main()
