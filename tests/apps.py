@@ -147,6 +147,10 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         await asyncio.sleep(float(query.get("s", "0.5")))
         with open(query["f"], "w") as marker:
             marker.write("finished")
+    elif path == "/spawn-forever":
+        # A task of the app's own that never ends: a graceful stop must not wait for it.
+        _BACKGROUND.add(asyncio.ensure_future(asyncio.sleep(3600)))
+        await _json(send, {"pid": os.getpid()})
     elif path == "/orphan":
         # The shell exits at once; its background child is orphaned to the namespace's init.
         os.system(f"sleep {float(query.get('s', '1'))} &")
@@ -156,6 +160,7 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 
 _BALLAST: list[bytearray] = []
+_BACKGROUND: set[asyncio.Future[None]] = set()
 
 
 async def _lifespan(scope: Any, receive: Any, send: Any) -> None:

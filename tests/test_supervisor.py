@@ -47,6 +47,15 @@ def test_graceful_stop_waits_for_app_code_that_outlives_its_response(tmp_path: P
     assert "Traceback" not in server.log and "Task was destroyed" not in server.log
 
 
+def test_graceful_stop_does_not_wait_for_the_apps_own_background_tasks() -> None:
+    with ServerProcess("tests.apps:app", "--timeout-graceful-shutdown", "300") as server:
+        server.start()
+        assert httpx.get(f"{server.url}/spawn-forever", timeout=TIMEOUT).status_code == 200
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0, server.log  # long before the 300 s deadline
+    assert "deadline" not in server.log
+
+
 def test_killed_worker_is_replaced() -> None:
     with ServerProcess("tests.apps:app", "--workers", "2") as server:
         server.start(wait_ready=2)

@@ -35,11 +35,6 @@ class Lifespan:
         self._started_talking = False
         self._startup_failed = False
 
-    @property
-    def task(self) -> asyncio.Task[None] | None:
-        """The task running the app's lifespan (None when there is none)."""
-        return self._task
-
     async def startup(self) -> None:
         """Raises LifespanFailure if the app's startup failed."""
         if not self.supported:

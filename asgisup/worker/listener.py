@@ -59,6 +59,7 @@ class Listener:
         self.admission = admission
         self.settings = settings
         self.connections: set[HttpConnection] = set()
+        self.app_tasks: set[asyncio.Task[None]] = set()  # see track()
         self.accepted = 0
         self.slot = slot
         self.ssl = ssl
@@ -233,6 +234,10 @@ class Listener:
     def _queue_depth(self) -> int:
         queue = accept_queue(self.sock)
         return queue[0] if queue else 0
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self.app_tasks.add(task)
+        task.add_done_callback(self.app_tasks.discard)
 
     def websocket_open(self) -> bool:
         # A limit reached answers 503 at once rather than queueing the upgrade: a WebSocket

@@ -241,9 +241,8 @@ async def _serve(
         os.getpid(),
         len(listener.connections),
     )
-    ours = {asyncio.current_task(), lifespan.task}
     try:
-        await asyncio.wait_for(_drained(listener, ours), config.timeout_graceful_shutdown)
+        await asyncio.wait_for(_drained(listener), config.timeout_graceful_shutdown)
     except asyncio.TimeoutError:
         logger.warning(
             "Graceful shutdown deadline (%ss) passed; closing %d connection(s)",
@@ -254,7 +253,7 @@ async def _serve(
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(listener.wait_closed(), WEBSOCKET_CLOSE_GRACE)
         listener.abort_all()
-        for task in _app_tasks(ours):  # app code still running after its connection closed
+        for task in listener.app_tasks:  # app code still running after its connection closed
             task.cancel()
         await _settle(loop)
     await lifespan.shutdown()
@@ -294,17 +293,13 @@ class Heartbeat:
         slot.publish()
 
 
-async def _drained(listener: Listener, ours: set[asyncio.Task[Any] | None]) -> None:
-    """Every connection closed, then every app task done: an app may go on after its
-    response went out (Django closes the response in a thread), and must not be cut off."""
+async def _drained(listener: Listener) -> None:
+    """Every connection closed, then every request's app call returned: an app may go on
+    after its response went out (Django closes the response in a thread). Tasks the app
+    started itself (a lifespan's background job) are not waited for."""
     await listener.wait_closed()
-    while tasks := _app_tasks(ours):
-        await asyncio.wait(tasks)
-
-
-def _app_tasks(ours: set[asyncio.Task[Any] | None]) -> set[asyncio.Task[Any]]:
-    """The tasks running app code: all but the worker's own (and the one asking)."""
-    return asyncio.all_tasks() - ours - {asyncio.current_task()}
+    while listener.app_tasks:
+        await asyncio.wait(set(listener.app_tasks))
 
 
 async def _settle(loop: asyncio.AbstractEventLoop) -> None:

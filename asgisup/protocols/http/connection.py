@@ -350,6 +350,7 @@ class HttpConnection(asyncio.Protocol):
         self.gate.serving(method, path)
         app = _health if path == settings.health_path else settings.app
         cycle.task = self.loop.create_task(cycle.run(app))
+        self.gate.track(cycle.task)
 
     def _start_websocket(self, head: RequestHead, ws: WsSettings) -> None:
         """Hand the connection to a WebSocket session (the app decides whether to accept)."""
@@ -376,6 +377,7 @@ class HttpConnection(asyncio.Protocol):
         self._ws = session
         self.gate.serving("GET", scope["path"])
         session.task = self.loop.create_task(session.run(self.settings.app))
+        self.gate.track(session.task)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         logger.debug("Invalid HTTP request from %s: %s", self.client, exc.reason)

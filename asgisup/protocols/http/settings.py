@@ -3,6 +3,7 @@ share, and the :class:`Gate` through which they take part in admission."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -49,6 +50,11 @@ class Gate(Protocol):
     def busy_close(self, started: float) -> bool:
         """Whether a response to a request that started at loop time ``started`` should close
         its connection rather than keep it alive, to return the client to the shared queue."""
+        ...
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """App code for a request (or a WebSocket) runs in ``task``: a graceful stop waits
+        for it, even after its connection has closed."""
         ...
 
     def websocket_open(self) -> bool:
