@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+from benchmarks.servers import free_port
 from benchmarks.throughput import wrk
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
@@ -75,9 +76,7 @@ async def serve(mode: str, port: int) -> None:
 
 
 def measure(mode: str, duration: float) -> float:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.accept_path", "--serve", mode, str(port)]
     )
