@@ -205,3 +205,25 @@ async def test_a_worker_accepts_its_share_while_requests_are_cheap() -> None:
         finally:
             for client in clients:
                 client.close()
+
+
+def test_rolling_restart_replaces_one_worker_at_a_time_and_can_be_abandoned() -> None:
+    from asgisup.supervisor.handles import WorkerHandle
+    from asgisup.supervisor.rolling import RollingRestart
+
+    workers = {pid: WorkerHandle(i, pid, i, 1, None, 0.0) for i, pid in enumerate((10, 11, 12))}
+    rolling = RollingRestart()
+    rolling.begin([10, 11, 12])
+    first = rolling.next(workers, generation=2)
+    assert first is workers[10]
+    workers[20] = WorkerHandle(0, 20, 3, 2, None, 0.0)  # its replacement boots
+    rolling.booting = 20
+    assert rolling.next(workers, generation=2) is None  # one at a time
+    rolling.ready(20, generation=2)
+    del workers[10]
+    workers[11].retiring = True  # replaced for another reason meanwhile: skipped
+    assert rolling.next(workers, generation=2) is workers[12]
+    rolling.booting = 21
+    assert rolling.abandon(21)  # the replacement failed: the restart is given up
+    assert rolling.next(workers, generation=2) is None
+    assert not rolling.abandon(22)  # a replacement outside any restart

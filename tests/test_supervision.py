@@ -135,12 +135,14 @@ def test_rolling_restart_serves_new_code_without_a_failed_request(tmp_path: Path
             version.write_text("two")
             server.signal(signal.SIGHUP)
             server.wait_for(r"Rolling restart done: every worker is of generation 2")
+            # An old worker told to stop may still answer until it has handled that signal.
+            old = set(server.ready_pids)
+            wait_until(lambda: all(f"[pid {pid}] exited" in server.log for pid in old))
             during = len(stream.answers)
             stream.wait_for_answers(10)
         assert stream.failures == []
         assert stream.answers[0]["version"] == "one"
         assert {answer["version"] for answer in stream.answers[during:]} == {"two"}
-        old = set(server.ready_pids)
         assert old.isdisjoint(answer["pid"] for answer in stream.answers[during:])
         assert server.stop() == 0
 

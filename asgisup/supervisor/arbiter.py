@@ -44,6 +44,7 @@ from asgisup.supervisor.handles import WorkerHandle, describe_exit
 from asgisup.supervisor.metrics import Snapshot
 from asgisup.supervisor.policy import QueueWatch, RestartBackoff, recycle_reason, request_limit
 from asgisup.supervisor.procfs import resident_bytes
+from asgisup.supervisor.rolling import RollingRestart
 from asgisup.worker.process import EXIT_BOOT_FAILED, FAILED, READY, WorkerSpec, child_main
 
 logger = logging.getLogger("asgisup.error")
@@ -91,8 +92,7 @@ class Supervisor:
         self._max_size = self.board.slots // 2 - 2
         self._backoff: dict[int, RestartBackoff] = {}
         self._not_before: dict[int, float] = {}  # index -> earliest (re)start after a failure
-        self._rolling: deque[int] = deque()  # pids still to replace in a rolling restart
-        self._rolling_now: int | None = None  # pid of the replacement being booted
+        self.rolling = RollingRestart()
         self._signals: deque[int] = deque()
         self._selector = selectors.DefaultSelector()
         self._stopping = False
@@ -148,7 +148,7 @@ class Supervisor:
         if self._stopping:
             return
         self._stopping = True
-        self._rolling.clear()
+        self.rolling.stop()
         for handle in self.workers.values():
             self._stop_worker(handle)
 
@@ -201,10 +201,10 @@ class Supervisor:
 
     def _begin_rolling_restart(self) -> None:
         self.generation += 1
-        self._rolling = deque(
+        self.rolling.begin(
             handle.pid
             for handle in sorted(self.workers.values(), key=lambda handle: handle.index)
-            if not handle.retiring and handle.pid != self._rolling_now
+            if not handle.retiring
         )
         fresh = (
             "imports the app afresh" if isinstance(self.app, str) else "runs the same app object"
@@ -294,19 +294,10 @@ class Supervisor:
         return new
 
     def _continue_rolling_restart(self) -> None:
-        if self._rolling_now is not None and self._rolling_now in self.workers:
-            return
-        self._rolling_now = None
-        while self._rolling:
-            old = self.workers.get(self._rolling.popleft())
-            if old is not None and not old.retiring and old.generation < self.generation:
-                self._count("reload")
-                self._rolling_now = self._replace(old).pid
-                return
-            if not self._rolling:
-                logger.info(
-                    "Rolling restart done: every worker is of generation %d", self.generation
-                )
+        old = self.rolling.next(self.workers, self.generation)
+        if old is not None:
+            self._count("reload")
+            self.rolling.booting = self._replace(old).pid
 
     def _became_ready(self, handle: WorkerHandle) -> None:
         handle.ready = True
@@ -315,15 +306,7 @@ class Supervisor:
         handle.replaces = None
         if old is not None:
             self._stop_worker(old)
-        if handle.pid == self._rolling_now:
-            self._rolling_now = None
-            if not self._rolling:
-                logger.info(
-                    "Rolling restart done: every worker is of generation %d", self.generation
-                )
-
-    def _log_rolling_done(self) -> None:
-        logger.info("Rolling restart done: every worker is of generation %d", self.generation)
+        self.rolling.ready(handle.pid, self.generation)
 
     def _replacement_failed(self, handle: WorkerHandle, why: str) -> None:
         """A successor died before it was ready: its predecessor keeps serving."""
@@ -333,9 +316,7 @@ class Supervisor:
             old.retiring = False
         delay = self._backoff_for(handle.index).delay(0.0)
         self._not_before[handle.index] = time.monotonic() + delay
-        if handle.pid == self._rolling_now or self._rolling:
-            self._rolling.clear()
-            self._rolling_now = None
+        if self.rolling.abandon(handle.pid):
             logger.error(
                 "%s, a replacement, %s; rolling restart abandoned, the running workers keep "
                 "serving",
