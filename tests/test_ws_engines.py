@@ -208,3 +208,17 @@ def test_engine_factory_names() -> None:
     assert engine_factory("websockets") is WebsocketsEngine
     assert engine_factory("wsproto") is WsprotoEngine
     assert engine_factory("auto") is WebsocketsEngine
+
+
+def test_a_message_in_many_small_fragments(engine: Engine) -> None:
+    text = "é" * 300  # 600 bytes, each character cut between two fragments somewhere
+    raw = text.encode()
+    pieces = [raw[i : i + 1] for i in range(len(raw))]
+    data = b"".join(
+        frame(0x1 if i == 0 else 0x0, piece, fin=i == len(pieces) - 1)
+        for i, piece in enumerate(pieces)
+    )
+    assert engine.receive(data) == [text]
+    binary = b"".join(frame(0x2 if i == 0 else 0x0, b"x", fin=i == 999) for i in range(1000))
+    events = engine.receive(binary)  # 1000 bytes: exactly the engine fixture's max_size
+    assert events == [b"x" * 1000]

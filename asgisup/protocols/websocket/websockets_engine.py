@@ -23,7 +23,7 @@ _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.P
 
 
 class WebsocketsEngine:
-    __slots__ = ("_closed", "_parts", "_proto", "_text")
+    __slots__ = ("_closed", "_partial", "_proto", "_text")
 
     def __init__(self, max_size: int, deflate: bool) -> None:
         self._proto = ServerProtocol(
@@ -32,7 +32,7 @@ class WebsocketsEngine:
             state=State.OPEN,
             logger=_quiet,
         )
-        self._parts: list[bytes] = []
+        self._partial = bytearray()  # a fragmented message so far (at most max_size)
         self._text = False
         self._closed = False
 
@@ -59,12 +59,14 @@ class WebsocketsEngine:
                 if opcode is not _CONT:
                     self._text = opcode is _TEXT
                 if not frame.fin:
-                    self._parts.append(bytes(frame.data))
+                    self._partial += frame.data
                     continue
-                payload = bytes(frame.data)
-                if self._parts:
-                    payload = b"".join(self._parts) + payload
-                    self._parts = []
+                if self._partial:
+                    self._partial += frame.data
+                    payload = bytes(self._partial)
+                    self._partial.clear()
+                else:
+                    payload = bytes(frame.data)
                 if not self._text:
                     events.append(payload)
                     continue

@@ -18,22 +18,18 @@ def _size(part: str | bytes | bytearray) -> int:
     return len(part.encode("utf-8"))
 
 
-def _join(parts: list[Any]) -> str | bytes:
-    if isinstance(parts[0], str):
-        return parts[0] if len(parts) == 1 else "".join(parts)
-    return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
-
-
 class WsprotoEngine:
-    __slots__ = ("_conn", "_extensions", "_max_size", "_out", "_parts", "_size")
+    __slots__ = ("_conn", "_extensions", "_max_size", "_out", "_partial", "_text")
 
     def __init__(self, max_size: int, deflate: bool) -> None:
         self._max_size = max_size
         self._extensions: list[Any] = [PerMessageDeflate()] if deflate else []
         self._conn: Any = None
         self._out = bytearray()
-        self._parts: list[Any] = []
-        self._size = 0
+        # A fragmented message so far, as bytes (text re-encoded): memory stays within
+        # max_size however many fragments it comes in.
+        self._partial = bytearray()
+        self._text = False
 
     def negotiate(self, offers: list[bytes]) -> bytes | None:
         accepted = None
@@ -50,15 +46,22 @@ class WsprotoEngine:
         events: list[WsEvent] = []
         for event in conn.events():
             if isinstance(event, (TextMessage, BytesMessage)):
-                self._size += _size(event.data)
-                if self._size > self._max_size:
+                part: str | bytes | bytearray = event.data
+                whole = event.message_finished and not self._partial
+                size = _size(part) if whole else len(self._partial) + _size(part)
+                if size > self._max_size:
                     self.close(MESSAGE_TOO_BIG, "message too big")
                     events.append(Closed(MESSAGE_TOO_BIG, "message too big"))
                     return events
-                self._parts.append(event.data)
+                if whole:  # the common case: one frame, nothing to assemble
+                    events.append(part if isinstance(part, str) else bytes(part))
+                    continue
+                self._text = isinstance(part, str)
+                self._partial += part.encode("utf-8") if isinstance(part, str) else part
                 if event.message_finished:
-                    parts, self._parts, self._size = self._parts, [], 0
-                    events.append(_join(parts))
+                    message = bytes(self._partial)
+                    self._partial.clear()
+                    events.append(message.decode("utf-8") if self._text else message)
             elif isinstance(event, Ping):
                 if conn.state is ConnectionState.OPEN:
                     self._out += conn.send(event.response())
