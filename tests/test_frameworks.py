@@ -55,8 +55,8 @@ async def test_fastapi_websocket_endpoint_under_four_workers() -> None:
                     assert answer == {"echo": {"client": client, "n": count}, "count": count}
                 return int(pid)
 
-        # Twelve at once: each worker holds its WebSockets without a request slot, so with
-        # --max-inflight 1 they are spread over the workers and all of them are served.
+        # Twelve at once, three times the workers: an open WebSocket holds no request slot,
+        # so with --max-inflight 1 every one of them is still served.
         pids = await asyncio.gather(*(chat(client) for client in range(12)))
         assert set(pids) <= set(server.ready_pids)
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:

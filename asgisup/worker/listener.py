@@ -103,8 +103,12 @@ class Listener:
         return sum(conn.going_away() for conn in list(self.connections))
 
     def abort_all(self) -> None:
+        """Drop every connection, and stop the app code still running (some of it may have
+        outlived its connection)."""
         for conn in list(self.connections):
             conn.abort()
+        for task in self.app_tasks:
+            task.cancel()
 
     # -- the accept path -----------------------------------------------------------------
 

@@ -253,8 +253,6 @@ async def _serve(
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(listener.wait_closed(), WEBSOCKET_CLOSE_GRACE)
         listener.abort_all()
-        for task in listener.app_tasks:  # app code still running after its connection closed
-            task.cancel()
         await _settle(loop)
     await lifespan.shutdown()
     return EXIT_OK

@@ -145,10 +145,7 @@ class WebSocketSession:
         if self.state is not State.OPEN:
             return False
         self._engine.close(SERVICE_RESTART, "service restart")
-        self._flush()
-        self.state = State.CLOSED
-        self._disconnected(SERVICE_RESTART, "service restart")
-        self._conn.close()
+        self._end(SERVICE_RESTART, "service restart")
         return True
 
     # -- the ASGI side -------------------------------------------------------------------
@@ -278,11 +275,7 @@ class WebSocketSession:
                     self._pong_deadline.cancel()
                     self._pong_deadline = None
             elif isinstance(event, Closed):
-                self._flush()  # the close frame answering the client's
-                self.state = State.CLOSED
-                self._cancel_timers()
-                self._disconnected(event.code, event.reason)
-                self._conn.close()
+                self._end(event.code, event.reason)
                 return
         self._flush()
         if incoming:
@@ -294,6 +287,15 @@ class WebSocketSession:
         out = self._engine.output()
         if out:
             self._conn.write(out)
+
+    def _end(self, code: int, reason: str) -> None:
+        """The WebSocket is over: write the close frame owed (in the engine's output), tell
+        the app, and close the connection once that is written."""
+        self._flush()
+        self.state = State.CLOSED
+        self._cancel_timers()
+        self._disconnected(code, reason)
+        self._conn.close()
 
     def _close(self, code: int, reason: str) -> None:
         """The server starts the closing handshake; the client has CLOSE_TIMEOUT to answer."""
@@ -336,11 +338,7 @@ class WebSocketSession:
         self._pong_deadline = None
         logger.debug("WebSocket client %s did not answer a ping; closing", self._conn.client)
         self._engine.close(INTERNAL_ERROR, "keepalive ping timeout")
-        self._flush()
-        self.state = State.CLOSED
-        self._cancel_timers()
-        self._disconnected(INTERNAL_ERROR, "keepalive ping timeout")
-        self._conn.close()
+        self._end(INTERNAL_ERROR, "keepalive ping timeout")
         # A client that answers nothing may not read either: do not wait for the flush.
         self._close_timer = self._conn.loop.call_later(CLOSE_TIMEOUT, self._conn.abort)
 
