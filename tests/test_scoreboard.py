@@ -59,6 +59,10 @@ def test_reader_never_sees_a_half_written_slot() -> None:
         for n in range(1, 20001):
             writer.load = writer.accepted = writer.requests = n
             writer.publish()
+            # Sharing a core with the reader (a busy machine), the writer must not be the only
+            # one to run between its writes: the reader would meet odd sequence numbers for
+            # READ_ATTEMPTS tries and get the last copy as is (the killed-writer fallback).
+            os.sched_yield()
         os._exit(0)
     seen = 0
     while os.waitpid(pid, os.WNOHANG)[0] == 0:
