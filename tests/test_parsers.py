@@ -160,6 +160,9 @@ def test_parser_factory_names() -> None:
         [(b"connection", b"keep-alive"), (b"connection", b"close")],
         [(b"expect", b"100-continue")],
         [(b"expect", b"100-Continue"), (b"expect", b"other")],
+        [(b"connection", b"Upgrade"), (b"upgrade", b"websocket")],
+        [(b"connection", b"keep-alive, upgrade")],
+        [(b"connection", b"upgraded")],
     ],
 )
 def test_validate_head_flags_match_the_separate_rules(
@@ -169,6 +172,9 @@ def test_validate_head_flags_match_the_separate_rules(
     assert framing.validate_head(head) == (
         framing.request_keep_alive(head),
         framing.expects_continue(head),
+        any(
+            name == b"connection" and framing.has_token(value, b"upgrade") for name, value in fields
+        ),
     )
 
 

@@ -118,8 +118,12 @@ class Listener:
         return self._full_total + (time.monotonic() - since if since is not None else 0.0)
 
     def _sync(self) -> None:
-        """Poll the listening fd exactly while the worker may accept."""
-        full = self.admission.full
+        """Poll the listening fd exactly while the worker may accept.
+
+        Called after every change of load, twice per request: the properties of Admission are
+        spelled out here, and nothing is done unless the state changed."""
+        admission = self.admission
+        full = admission.ceiling != 0 and admission.load >= admission.ceiling
         if full != (self._full_since is not None):
             now = time.monotonic()
             if full:
@@ -127,13 +131,13 @@ class Listener:
             else:
                 self._full_total += now - self._full_since  # type: ignore[operator]
                 self._full_since = None
-        want = self.admission.accepting and self._backoff is None
-        if want and not self._polling:
-            self.loop.add_reader(self._fd, self._on_readable)
-            self._polling = True
-        elif self._polling and not want:
-            self.loop.remove_reader(self._fd)
-            self._polling = False
+        want = not full and self._backoff is None and admission.accepting
+        if want != self._polling:
+            if want:
+                self.loop.add_reader(self._fd, self._on_readable)
+            else:
+                self.loop.remove_reader(self._fd)
+            self._polling = want
 
     def _on_readable(self) -> None:
         """Accept this worker's share of the waiting connections, re-checking the ceiling
@@ -201,16 +205,22 @@ class Listener:
 
     # -- the Gate its connections use --------------------------------------------------
 
+    # request() and release() run for every request: they call _sync() only when the
+    # change may start or stop the polling (it always does without a ceiling).
+
     def request(self, conn: HttpConnection) -> bool:
-        admitted = self.admission.request(conn)
-        self._sync()
+        admission = self.admission
+        admitted = admission.request(conn)
+        if not admitted or (admission.ceiling and admission.load >= admission.ceiling):
+            self._sync()  # queued, or now full: stop accepting
         return admitted
 
     def release(self) -> None:
         waiter = self.admission.release()
         if waiter is not None:
             waiter.admitted()
-        self._sync()
+        if self._full_since is not None or not self._polling:
+            self._sync()  # was full, or not accepting: maybe accepting again
 
     def cancel(self, conn: HttpConnection) -> None:
         self.admission.cancel(conn)

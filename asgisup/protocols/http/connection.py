@@ -18,12 +18,12 @@ from typing import Any, cast
 from asgisup.protocols.http import framing
 from asgisup.protocols.http.cycle import BODY_HIGH_WATER, RequestCycle
 from asgisup.protocols.http.events import (
+    END_OF_REQUEST,
+    UPGRADE,
     Body,
-    EndOfRequest,
     Event,
     ProtocolError,
     RequestHead,
-    Upgrade,
 )
 from asgisup.protocols.http.proxy import forwarded
 from asgisup.protocols.http.settings import Gate, HttpSettings
@@ -47,6 +47,7 @@ class HttpConnection(asyncio.Protocol):
         "_idle_timer",
         "_parser",
         "_partial",
+        "_peer_trusted",
         "_raw",
         "_reading",
         "_wait_start",
@@ -81,6 +82,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
+        self._peer_trusted = False  # its forwarding headers are believed (--proxy-headers)
         # The listener admitted this connection before creating it: it holds a slot.
         self.has_slot = True
         self.waiting = False
@@ -101,10 +103,13 @@ class HttpConnection(asyncio.Protocol):
             self.server = (str(local[0]), int(local[1]))
         elif isinstance(local, str):
             self.server = (local, None)
+        trusted = self.settings.trusted
+        if trusted is not None:
+            self._peer_trusted = trusted.trusts(self.client[0] if self.client else None)
         # Bounded memory for a client that does not read: send() waits above this mark.
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         # A connection that never sends a request must not hold a slot for ever.
-        self._start_idle_timer()
+        self._wait_for_request()
 
     def data_received(self, data: bytes) -> None:
         if self._ws is not None:
@@ -115,7 +120,6 @@ class HttpConnection(asyncio.Protocol):
             self._raw += data  # the transport may deliver a little after pause_reading()
             return
         if not self.has_slot:
-            self._cancel_idle_timer()
             if not self.gate.request(self):
                 self.waiting = True
                 self._raw += data
@@ -238,18 +242,21 @@ class HttpConnection(asyncio.Protocol):
             # The app answered without reading the whole body. Drop what is buffered; if the
             # rest has not arrived, the connection cannot be reused (RFC 9112 §9.3).
             while self._events and not isinstance(self._events[0], RequestHead):
-                if isinstance(self._events.popleft(), EndOfRequest):
+                if self._events.popleft() is END_OF_REQUEST:
                     cycle.request_complete = True
             keep_alive = keep_alive and cycle.request_complete
         self._cycle = None
-        self._release()
+        if self.has_slot:
+            self.has_slot = False
+            self.gate.release()
         if not keep_alive:
             self.close()
         elif self._events:
             self._pump()
         else:
-            self._start_idle_timer()
-            self.update_reading()
+            self._wait_for_request()
+            if not self._reading:
+                self.update_reading()
 
     # -- internals -----------------------------------------------------------------------
 
@@ -262,14 +269,17 @@ class HttpConnection(asyncio.Protocol):
         self._pump()
 
     def _pump(self) -> None:
-        """Hand parsed events to the current cycle, or start the next one."""
+        """Hand parsed events to the current cycle, or start the next one.
+
+        Events come in order: a head, its body parts, its end, maybe the upgrade marker; the
+        markers are the parsers' singletons, so they are told apart by identity."""
         events = self._events
         while events:
             cycle = self._cycle
             if cycle is None:
                 if self.closing or self.waiting:
                     break
-                if isinstance(events[0], Upgrade):
+                if events[0] is UPGRADE:
                     # An upgrade this server does not take: carry on with HTTP/1.1.
                     events.popleft()
                     self._parse(self._parser.take_rest())
@@ -280,39 +290,72 @@ class HttpConnection(asyncio.Protocol):
                         self.waiting = True
                         break
                     self.has_slot = True
-                head = events.popleft()
-                assert isinstance(head, RequestHead)
                 try:
-                    if self.settings.ws is not None and handshake.is_websocket_request(head):
-                        self._start_websocket(head, self.settings.ws)
-                        return
-                    self._start_cycle(head)
+                    if self._start(cast(RequestHead, events.popleft())):
+                        return  # a WebSocket: the session reads what follows
                 except ProtocolError as exc:
                     self._protocol_error(exc)
                     return
             elif not cycle.request_complete:
                 event = events.popleft()
-                if isinstance(event, Body):
+                if event is END_OF_REQUEST:
+                    cycle.end_received()
+                else:
+                    data = cast(Body, event).data
                     limit = self.settings.max_request_body_size
-                    if limit and cycle.body_size + len(event.data) > limit:
+                    if limit and cycle.body_size + len(data) > limit:
                         self._protocol_error(ProtocolError(413, "request body too large"))
                         return
-                    cycle.body_received(event.data)
-                else:
-                    cycle.end_received()
+                    cycle.body_received(data)
             else:
                 break  # the next pipelined request waits for this response
         self.update_reading()
 
+    def _start(self, head: RequestHead) -> bool:
+        """Start the app for a request: an HTTP request cycle, or a WebSocket session (True).
+        Raises ProtocolError for a request the server refuses."""
+        settings = self.settings
+        keep_alive, expect_continue, upgrade = framing.validate_head(
+            head, settings.max_request_headers
+        )
+        if upgrade and settings.ws is not None and handshake.is_websocket_request(head):
+            self._start_websocket(head, settings.ws)
+            return True
+        if settings.max_request_body_size:
+            for name, value in head.headers:
+                if name == b"content-length" and int(value) > settings.max_request_body_size:
+                    raise ProtocolError(413, "request body larger than --max-request-body-size")
+        scope = self._scope(head)
+        method = scope["method"] = head.method.decode("ascii")
+        path = scope["path"]
+        cycle = RequestCycle(self, scope, keep_alive, expect_continue, self.loop.time())
+        self._cycle = cycle
+        self.gate.serving(method, path)
+        app = _health if path == settings.health_path else settings.app
+        cycle.task = self.loop.create_task(cycle.run(app))
+        self.gate.track(cycle.task)
+        return False
+
     def _scope(self, head: RequestHead) -> Scope:
         """What the scopes of both kinds share (the caller adds the rest)."""
         settings = self.settings
-        raw_path, query = framing.split_target(head.target)
+        target = head.target
+        if target[:1] == b"/":  # origin form, nearly every request: split_target's first case
+            raw_path, _, query = target.partition(b"?")
+        else:
+            raw_path, query = framing.split_target(target)
+        if b"%" in raw_path:
+            path = framing.decode_path(raw_path)
+        else:  # what decode_path gives when there is nothing to unquote
+            path = raw_path.decode("ascii", "surrogateescape")
         client: tuple[str, int] | None = self.client
         scheme = settings.scheme
-        if settings.trusted is not None:
+        if self._peer_trusted and settings.trusted is not None:
             client, scheme = forwarded(head.headers, client, scheme, settings.trusted)
         root_path = settings.root_path
+        if root_path:
+            path = root_path + path
+            raw_path = root_path.encode() + raw_path
         return {
             "type": "http",
             "asgi": _ASGI,
@@ -321,45 +364,20 @@ class HttpConnection(asyncio.Protocol):
             "client": client,
             "scheme": scheme,
             "root_path": root_path,
-            "path": root_path + framing.decode_path(raw_path),
-            "raw_path": root_path.encode() + raw_path if root_path else raw_path,
+            "path": path,
+            "raw_path": raw_path,
             "query_string": query,
             "headers": head.headers,
             "state": settings.state.copy(),
         }
 
-    def _start_cycle(self, head: RequestHead) -> None:
-        settings = self.settings
-        keep_alive, expect_continue = framing.validate_head(head, settings.max_request_headers)
-        if settings.max_request_body_size:
-            for name, value in head.headers:
-                if name == b"content-length" and int(value) > settings.max_request_body_size:
-                    raise ProtocolError(413, "request body larger than --max-request-body-size")
-        self._cancel_idle_timer()
-        scope = self._scope(head)
-        method = scope["method"] = head.method.decode("ascii")
-        path = scope["path"]
-        cycle = RequestCycle(
-            self,
-            scope,
-            keep_alive=keep_alive,
-            expect_continue=expect_continue,
-            started=self.loop.time(),
-        )
-        self._cycle = cycle
-        self.gate.serving(method, path)
-        app = _health if path == settings.health_path else settings.app
-        cycle.task = self.loop.create_task(cycle.run(app))
-        self.gate.track(cycle.task)
-
     def _start_websocket(self, head: RequestHead, ws: WsSettings) -> None:
         """Hand the connection to a WebSocket session (the app decides whether to accept)."""
-        framing.validate_head(head, self.settings.max_request_headers)
         request = handshake.check(head)
         # The parser stopped after this request; a handshake has no body, so the request's
         # end and the upgrade marker came in the same feed (handshake.check refuses a body).
         while self._events:
-            if isinstance(self._events.popleft(), Upgrade):
+            if self._events.popleft() is UPGRADE:
                 break
         self._cancel_idle_timer()
         scope = self._scope(head)
@@ -423,15 +441,19 @@ class HttpConnection(asyncio.Protocol):
             else:
                 self.transport.pause_reading()
 
-    def _start_idle_timer(self) -> None:
+    def _wait_for_request(self) -> None:
         """Wait for the next request: closed when idle for --timeout-keep-alive, or with 408
-        once a begun head is still incomplete after --timeout-request-head."""
-        self._cancel_idle_timer()
+        once a begun head is still incomplete after --timeout-request-head.
+
+        One timer serves many requests: it is not cancelled when a request arrives, and when
+        it fires it looks at the connection as it is then (``_idle``). Re-arming a timer for
+        every request cost more than the request's own admission bookkeeping."""
         self._wait_start = self.loop.time()
         self._partial = False
-        settings = self.settings
-        first = min(settings.timeout_keep_alive, settings.timeout_request_head)
-        self._idle_timer = self.loop.call_later(first, self._idle)
+        if self._idle_timer is None:
+            settings = self.settings
+            first = min(settings.timeout_keep_alive, settings.timeout_request_head)
+            self._idle_timer = self.loop.call_later(first, self._idle)
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_timer is not None:
@@ -440,8 +462,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _idle(self) -> None:
         self._idle_timer = None
-        if self._cycle is not None or self.waiting or self._events:
-            return
+        if self._cycle is not None or self._ws is not None or self.waiting or self._events:
+            return  # busy: the end of its response sets the timer again
         settings = self.settings
         limit = settings.timeout_request_head if self._partial else settings.timeout_keep_alive
         left = self._wait_start + limit - self.loop.time()

@@ -25,6 +25,9 @@ access_logger = logging.getLogger("asgisup.access")
 # Body bytes held for an app that does not read them yet; above this the socket is not read.
 BODY_HIGH_WATER = 64 * 1024
 
+# The body modes as plain names: send() tests them for every message.
+_NONE, _LENGTH, _CHUNKED = BodyMode.NONE, BodyMode.LENGTH, BodyMode.CHUNKED
+
 
 class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client has gone (ASGI HTTP spec 2.4)."""
@@ -59,7 +62,6 @@ class RequestCycle:
         self,
         conn: HttpConnection,
         scope: Scope,
-        *,
         keep_alive: bool,
         expect_continue: bool,
         started: float,
@@ -137,51 +139,56 @@ class RequestCycle:
                 self._waiter = None
 
     async def send(self, message: Message) -> None:
-        kind = message["type"]
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
         if not self.response_started:
-            if kind != "http.response.start":
-                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
+            if message["type"] != "http.response.start":
+                raise RuntimeError(f"expected 'http.response.start', got {message['type']!r}")
             status = message["status"]
             if type(status) is not int:
                 raise RuntimeError(f"response status must be an int, got {status!r}")
-            self._start = (status, [(bytes(n), bytes(v)) for n, v in message.get("headers", ())])
+            # Serialized with the first body message; response_head() checks every field.
+            self._start = (status, list(message.get("headers", ())))
             self.response_started = True
             self.status = status
             return
         if self.response_complete:
-            raise RuntimeError(f"unexpected {kind!r}: the response was already complete")
-        if kind != "http.response.body":
-            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+            raise RuntimeError(f"unexpected {message['type']!r}: the response was already complete")
+        if message["type"] != "http.response.body":
+            raise RuntimeError(f"expected 'http.response.body', got {message['type']!r}")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
-        out = self._head(len(body) if not more_body else None) if self._start else b""
-        if body and self._mode is not BodyMode.NONE:
-            if self._mode is BodyMode.CHUNKED:
+        out = self._head(None if more_body else len(body)) if self._start else b""
+        mode = self._mode
+        if body and mode is not _NONE:
+            if mode is _CHUNKED:
                 out += framing.chunk(body)
             else:
-                if self._mode is BodyMode.LENGTH:
+                if mode is _LENGTH:
                     if len(body) > self._remaining:
                         self.keep_alive = False
                         raise RuntimeError("response body longer than its content-length")
                     self._remaining -= len(body)
                 out += body
-        if not more_body:
-            if self._mode is BodyMode.CHUNKED:
-                out += framing.LAST_CHUNK
-            elif self._mode is BodyMode.LENGTH and self._remaining:
-                self.keep_alive = False
-                self._conn.write(out)
-                raise RuntimeError("response body shorter than its content-length")
-        self._conn.write(out)
-        if not more_body:
-            self.response_complete = True
+        conn = self._conn
+        if more_body:
+            conn.write(out)
+            if conn.write_paused:
+                await conn.drain()
+            return
+        if mode is _CHUNKED:
+            out += framing.LAST_CHUNK
+        elif mode is _LENGTH and self._remaining:
+            self.keep_alive = False
+            conn.write(out)
+            raise RuntimeError("response body shorter than its content-length")
+        conn.write(out)
+        self.response_complete = True
+        if self._waiter is not None:
             self._wake()
+        if conn.settings.access_log:
             self._access_log()
-            self._conn.response_complete(self)
-        elif self._conn.write_paused:
-            await self._conn.drain()
+        conn.response_complete(self)
 
     def _head(self, body_length: int | None) -> bytes:
         assert self._start is not None
@@ -199,7 +206,7 @@ class RequestCycle:
                 http_version=self.http_version,
                 keep_alive=keep_alive,
                 body_length=body_length,
-                default_headers=conn.default_headers(),
+                default_headers=conn.settings.default_headers(),
             )
         except ResponseHeadError as exc:
             # Nothing was written yet: the app's bug becomes a 500, not a broken response.

@@ -8,11 +8,11 @@ from __future__ import annotations
 import enum
 import http
 import re
-import time
+from collections.abc import Iterable
 from email.utils import formatdate
 from urllib.parse import unquote, urlsplit
 
-from asgisup.protocols.http.events import Headers, ProtocolError, RequestHead
+from asgisup.protocols.http.events import ProtocolError, RequestHead
 
 # RFC 9110 §5.6.2 token, for header names an app sends.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -56,10 +56,11 @@ def decode_path(raw_path: bytes) -> str:
 _MAX_LENGTH_DIGITS = 18
 
 
-def validate_head(head: RequestHead, max_headers: int = 100) -> tuple[bool, bool]:
+def validate_head(head: RequestHead, max_headers: int = 100) -> tuple[bool, bool, bool]:
     """Checks both parsers must make identically; raises ProtocolError. Returns, from the
-    same pass over the headers, whether the client allows keep-alive (RFC 9112 §9.3) and
-    whether it waits for ``100 Continue`` (RFC 9110 §10.1.1).
+    same pass over the headers, whether the client allows keep-alive (RFC 9112 §9.3),
+    whether it waits for ``100 Continue`` (RFC 9110 §10.1.1), and whether Connection has the
+    ``upgrade`` token (so only then is the request looked at as a WebSocket handshake).
 
     - HTTP/1.0 and HTTP/1.1 only: another version gets 505 (RFC 9110 §15.6.6); HTTP/0.9's
       version-less request line gets 400.
@@ -82,7 +83,7 @@ def validate_head(head: RequestHead, max_headers: int = 100) -> tuple[bool, bool
     codings: list[bytes] = []
     http11 = head.http_version == "1.1"
     keep_alive = http11
-    expect_continue = False
+    expect_continue = upgrade = False
     for name, value in head.headers:
         if name == b"host":
             hosts += 1
@@ -95,6 +96,7 @@ def validate_head(head: RequestHead, max_headers: int = 100) -> tuple[bool, bool
                 keep_alive = keep_alive and not has_token(value, b"close")
             elif has_token(value, b"keep-alive"):
                 keep_alive = True
+            upgrade = upgrade or has_token(value, b"upgrade")
         elif name == b"expect":
             expect_continue = expect_continue or (http11 and value.lower() == b"100-continue")
     if http11 and hosts != 1:
@@ -111,7 +113,7 @@ def validate_head(head: RequestHead, max_headers: int = 100) -> tuple[bool, bool
         if head.http_version == "1.0":
             raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
         check_transfer_codings(codings)
-    return keep_alive, expect_continue
+    return keep_alive, expect_continue, upgrade
 
 
 def check_transfer_codings(codings: list[bytes]) -> None:
@@ -149,21 +151,9 @@ def expects_continue(head: RequestHead) -> bool:
     )
 
 
-class DateHeader:
-    """The ``date`` header line, formatted at most once a second (RFC 9110 §6.6.1)."""
-
-    __slots__ = ("_line", "_second")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._line = b""
-
-    def line(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._line = b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
-        return self._line
+def date_line(now: float) -> bytes:
+    """The ``date`` header line for the time ``now`` (seconds since the epoch)."""
+    return b"date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
 
 
 class ResponseHeadError(Exception):
@@ -172,7 +162,7 @@ class ResponseHeadError(Exception):
 
 def response_head(
     status: int,
-    headers: Headers,
+    headers: Iterable[tuple[bytes, bytes]],
     *,
     head_request: bool,
     http_version: str,
@@ -188,38 +178,45 @@ def response_head(
 
     Returns (head bytes, body mode, declared length, keep-alive). Raises ResponseHeadError
     for an invalid status or header.
+
+    This runs for every response: names already seen are looked up rather than checked again,
+    and lines are joined once at the end.
     """
     if not 100 <= status <= 999 or 100 <= status < 200:
         # 1xx interim responses are the server's business (100 Continue), not the app's.
         raise ResponseHeadError(f"invalid status code {status!r}")
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
     length: int | None = None
     chunked = False
     seen_server = seen_date = False
     for name, value in headers:
-        lname = name.lower()
-        if not valid_field(lname, value):
+        try:
+            lname = _NAMES[name]
+        except (KeyError, TypeError):
+            lname = field_name(name)
+        if _BAD_VALUE.search(value) is not None:
             raise ResponseHeadError(f"invalid header {name!r}: {value!r}")
-        if lname == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                raise ResponseHeadError(f"invalid content-length {value!r}") from None
-            if length < 0:
-                raise ResponseHeadError(f"invalid content-length {value!r}")
-        elif lname == b"transfer-encoding":
-            chunked = has_token(value, b"chunked")
-            if not chunked:
-                raise ResponseHeadError(f"unsupported transfer-encoding {value!r}")
-        elif lname == b"connection":
-            if has_token(value, b"close"):
-                keep_alive = False
-            continue  # hop-by-hop: this server owns the connection header
-        elif lname == b"server":
-            seen_server = True
-        elif lname == b"date":
-            seen_date = True
-        lines.append(b"%s: %s\r\n" % (name, value))
+        if lname in _ACTED_ON:
+            if lname == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise ResponseHeadError(f"invalid content-length {value!r}") from None
+                if length < 0:
+                    raise ResponseHeadError(f"invalid content-length {value!r}")
+            elif lname == b"transfer-encoding":
+                chunked = has_token(value, b"chunked")
+                if not chunked:
+                    raise ResponseHeadError(f"unsupported transfer-encoding {value!r}")
+            elif lname == b"connection":
+                if has_token(value, b"close"):
+                    keep_alive = False
+                continue  # hop-by-hop: this server owns the connection header
+            elif lname == b"server":
+                seen_server = True
+            else:
+                seen_date = True
+        parts += (name, b": ", value, b"\r\n")
 
     if head_request or status in (204, 304):
         mode = BodyMode.NONE
@@ -232,21 +229,46 @@ def response_head(
     elif body_length is not None:
         length = body_length
         mode = BodyMode.LENGTH
-        lines.append(b"content-length: %d\r\n" % length)
+        parts.append(b"content-length: %d\r\n" % length)
     elif http_version == "1.1":
         mode = BodyMode.CHUNKED
-        lines.append(b"transfer-encoding: chunked\r\n")
+        parts.append(b"transfer-encoding: chunked\r\n")
     else:
         mode = BodyMode.UNTIL_CLOSE
         keep_alive = False
 
-    lines.append(server_defaults(default_headers, seen_server=seen_server, seen_date=seen_date))
+    if seen_server or seen_date:
+        default_headers = server_defaults(
+            default_headers, seen_server=seen_server, seen_date=seen_date
+        )
+    parts.append(default_headers)
     if not keep_alive:
-        lines.append(b"connection: close\r\n")
+        parts.append(b"connection: close\r\n\r\n")
     elif http_version == "1.0":
-        lines.append(b"connection: keep-alive\r\n")
-    lines.append(b"\r\n")
-    return b"".join(lines), mode, length or 0, keep_alive
+        parts.append(b"connection: keep-alive\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
+    return b"".join(parts), mode, length or 0, keep_alive
+
+
+# Response fields response_head() acts on (lower-cased names).
+_ACTED_ON = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server", b"date"))
+# Field names apps have sent that are tokens, each mapped to its lower case. Apps send the same
+# few names over and over; the cache stops growing at _MAX_NAMES (a new name is checked anyway).
+_NAMES: dict[bytes, bytes] = {}
+_MAX_NAMES = 512
+
+
+def field_name(name: bytes) -> bytes:
+    """The lower case of a response field ``name``; raises ResponseHeadError if it is not a
+    token (RFC 9110 §5.6.2) or not bytes."""
+    if not isinstance(name, (bytes, bytearray)) or _TOKEN.match(name) is None:
+        raise ResponseHeadError(f"invalid header name {name!r}")
+    name = bytes(name)
+    lname = name.lower()
+    if len(_NAMES) < _MAX_NAMES:
+        _NAMES[name] = lname
+    return lname
 
 
 def server_defaults(default_headers: bytes, *, seen_server: bool, seen_date: bool) -> bytes:

@@ -196,25 +196,27 @@ class HttptoolsParser:
         self._rest: bytearray | None = None  # after an upgrade request: what came next
         self._head = RequestHead(b"", b"", "1.1", [])
 
-    def _grow_head(self, size: int) -> None:
-        self._head_size += size
-        if self._head_size > self._max_head:
-            self._too_large = True
-            # Raising stops llhttp at once; feed() turns it into a 431.
-            raise ProtocolError(431, "request head too large")
+    def _head_too_large(self) -> None:
+        self._too_large = True
+        # Raising stops llhttp at once; feed() turns it into a 431.
+        raise ProtocolError(431, "request head too large")
 
-    # llhttp callbacks
+    # llhttp callbacks (the size count is spelled out in each: they run for every field)
     def on_message_begin(self) -> None:
         self._headers = []
         self._url = b""
         self._head_size = 0
 
     def on_url(self, url: bytes) -> None:
-        self._grow_head(len(url))
+        self._head_size += len(url)
+        if self._head_size > self._max_head:
+            self._head_too_large()
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._grow_head(len(name) + len(value) + 4)
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_head:
+            self._head_too_large()
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:

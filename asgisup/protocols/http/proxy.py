@@ -55,13 +55,12 @@ class TrustedProxies:
 def forwarded(
     headers: Headers, client: tuple[str, int] | None, scheme: str, trusted: TrustedProxies
 ) -> tuple[tuple[str, int] | None, str]:
-    """The (client, scheme) the request came from, through the trusted proxies.
+    """The (client, scheme) a request came from, through the trusted proxies; the caller
+    has checked that ``client``, the peer, is one of them (once per connection).
 
     X-Forwarded-For is read right to left: the first address not itself a trusted proxy is
     the client; entries left of it could be forged by that client.
     """
-    if not trusted.trusts(client[0] if client else None):
-        return client, scheme
     for name, value in headers:
         if name == b"x-forwarded-proto":
             proto = value.decode("latin-1").split(",")[-1].strip().lower()

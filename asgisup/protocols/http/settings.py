@@ -4,6 +4,7 @@ share, and the :class:`Gate` through which they take part in admission."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -88,9 +89,16 @@ class HttpSettings:
     state: dict[str, Any] = field(default_factory=dict)
     scheme: str = "http"
     ws: WsSettings | None = None  # None: WebSocket handshakes reach the app as plain HTTP
-    _date: framing.DateHeader = field(default_factory=framing.DateHeader)
+    _second: int = field(default=-1, init=False, repr=False)  # when _defaults was built
+    _defaults: bytes = field(default=b"", init=False, repr=False)
 
     def default_headers(self) -> bytes:
-        server = b"server: asgisup\r\n" if self.server_header else b""
-        date = self._date.line() if self.date_header else b""
-        return server + date + self.extra_headers
+        """The header lines of every response: server, date, --header ones (RFC 9110 §6.6.1:
+        the date changes once a second, so the lines are built at most once a second)."""
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            server = b"server: asgisup\r\n" if self.server_header else b""
+            date = framing.date_line(now) if self.date_header else b""
+            self._defaults = server + date + self.extra_headers
+        return self._defaults
