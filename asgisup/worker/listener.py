@@ -141,10 +141,12 @@ class Listener:
 
     def _on_readable(self) -> None:
         """Accept this worker's share of the waiting connections, re-checking the ceiling
-        before every single ``accept()`` (docs/admission.md, "Accepting", has the figures)."""
-        for _ in range(self._share()):
-            if not self.admission.accepting:
-                break
+        before every single ``accept()`` (docs/admission.md, "Accepting", has the figures).
+
+        The share is asked for after the first accept: every worker polling the socket is
+        woken for a connection, and those that find none left need not ask."""
+        accepted, share = 0, 1
+        while accepted < share and self.admission.accepting:
             try:
                 fd, _ = self.sock._accept()  # type: ignore[attr-defined]
             except BlockingIOError:
@@ -160,6 +162,9 @@ class Listener:
             self.admission.admit_accepted()
             self.accepted += 1
             self._attach(socket.socket(*self._kind, fd))
+            accepted += 1
+            if accepted == 1:
+                share = self._share()
         self._sync()
 
     def _share(self) -> int:
@@ -170,6 +175,7 @@ class Listener:
         have had them. While they are cheap, the waiting connections divided by the workers
         (rounded up), since every worker polling the socket is woken together: one accept per
         wake-up left a lone worker idle between wake-ups, at 0.75x uvicorn's new connections.
+        Asked after the first accept: the connection just taken counts as one of the share.
         """
         if self._service.mean >= SLOW_SERVICE:
             return 1
@@ -178,7 +184,7 @@ class Listener:
         queue = accept_queue(self.sock)
         if queue is None:
             return 1  # the kernel cannot say (a Unix socket): one at a time
-        return min(ACCEPT_BATCH, max(1, -(-queue[0] // self.workers)))
+        return min(ACCEPT_BATCH, 1 + -(-queue[0] // self.workers))
 
     def _end_backoff(self) -> None:
         self._backoff = None

@@ -130,9 +130,12 @@ def valid_field(name: bytes, value: bytes) -> bool:
 
 
 def has_token(value: bytes, token: bytes) -> bool:
+    """Whether the comma-separated list ``value`` has ``token`` (lower case), any case."""
     lowered = value.lower()
+    if lowered == token:
+        return True  # a single token, the common case: no splitting
     if token not in lowered:
-        return False  # the common case, without splitting
+        return False
     return any(part.strip() == token for part in lowered.split(b","))
 
 

@@ -172,7 +172,6 @@ class HttptoolsParser:
     __slots__ = (
         "_done",
         "_events",
-        "_head",
         "_head_size",
         "_headers",
         "_max_head",
@@ -194,7 +193,6 @@ class HttptoolsParser:
         self._too_large = False
         self._done = False
         self._rest: bytearray | None = None  # after an upgrade request: what came next
-        self._head = RequestHead(b"", b"", "1.1", [])
 
     def _head_too_large(self) -> None:
         self._too_large = True
@@ -220,13 +218,10 @@ class HttptoolsParser:
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self._head = RequestHead(
-            method=self._parser.get_method(),
-            target=self._url,
-            http_version=self._parser.get_http_version(),
-            headers=self._headers,
+        parser = self._parser
+        self._events.append(
+            RequestHead(parser.get_method(), self._url, parser.get_http_version(), self._headers)
         )
-        self._events.append(self._head)
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Body(body))
