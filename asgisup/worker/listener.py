@@ -174,7 +174,7 @@ class Listener:
         several would serve them one after another while a sibling that frees sooner could
         have had them. While they are cheap, the waiting connections divided by the workers
         (rounded up), since every worker polling the socket is woken together: one accept per
-        wake-up left a lone worker idle between wake-ups, at 0.75x uvicorn's new connections.
+        wake-up cost a whole loop iteration per connection, at 0.75x uvicorn's new connections.
         Asked after the first accept: the connection just taken counts as one of the share.
         """
         if self._service.mean >= SLOW_SERVICE:
