@@ -199,6 +199,23 @@ def test_idle_keep_alive_connection_is_closed_after_the_timeout() -> None:
         assert server.stop() == 0
 
 
+def test_keep_alive_timeout_counts_from_the_end_of_the_last_response() -> None:
+    """One idle timer per connection, left running while requests are served: a request
+    longer than the timeout is not cut, and the idle time counts from its response."""
+    with ServerProcess("tests.apps:app", "--timeout-keep-alive", "1") as server:
+        server.start()
+        with socket.create_connection(server.address, timeout=30) as sock:
+            sock.sendall(b"GET /sleep?s=1.5 HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")  # 1.5 s: past the timeout
+            time.sleep(0.5)  # the timer set when the connection opened has fired by now
+            sock.sendall(b"GET /pid HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            answered = time.monotonic()
+            assert sock.recv(65536) == b""  # idle for the timeout: closed
+            assert 0.9 <= time.monotonic() - answered < 25
+        assert server.stop() == 0
+
+
 def test_stop_while_workers_boot_is_clean() -> None:
     """A stop that finds workers still importing the app ends them; nothing is forced."""
     with ServerProcess(

@@ -59,7 +59,7 @@ class Listener:
         self.admission = admission
         self.settings = settings
         self.connections: set[HttpConnection] = set()
-        self.app_tasks: set[asyncio.Task[None]] = set()  # see track()
+        self.app_tasks: set[asyncio.Task[None]] = set()  # see started()
         self.accepted = 0
         self.slot = slot
         self.ssl = ssl
@@ -232,9 +232,11 @@ class Listener:
         self.admission.cancel(conn)
         self._sync()
 
-    def serving(self, method: str, path: str) -> None:
+    def started(self, method: str, path: str, task: asyncio.Task[None]) -> None:
         if self.slot is not None:
             self.slot.serving(method, path, time.monotonic())
+        self.app_tasks.add(task)
+        task.add_done_callback(self.app_tasks.discard)
 
     def responded(self, status: int, seconds: float) -> None:
         self._service.add(seconds)
@@ -254,10 +256,6 @@ class Listener:
     def _queue_depth(self) -> int:
         queue = accept_queue(self.sock)
         return queue[0] if queue else 0
-
-    def track(self, task: asyncio.Task[None]) -> None:
-        self.app_tasks.add(task)
-        task.add_done_callback(self.app_tasks.discard)
 
     def websocket_open(self) -> bool:
         # A limit reached answers 503 at once rather than queueing the upgrade: a WebSocket

@@ -126,7 +126,12 @@ class HttpConnection(asyncio.Protocol):
                 self.update_reading()
                 return
             self.has_slot = True
-        self._parse(data)
+        try:  # _parse(), spelled out: this runs for every request
+            self._events.extend(self._parser.feed(data))
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        self._pump()
 
     def eof_received(self) -> bool | None:
         return None  # close: a half-closed client gets no response (like uvicorn)
@@ -330,10 +335,9 @@ class HttpConnection(asyncio.Protocol):
         path = scope["path"]
         cycle = RequestCycle(self, scope, keep_alive, expect_continue, self.loop.time())
         self._cycle = cycle
-        self.gate.serving(method, path)
         app = _health if path == settings.health_path else settings.app
         cycle.task = self.loop.create_task(cycle.run(app))
-        self.gate.track(cycle.task)
+        self.gate.started(method, path, cycle.task)
         return False
 
     def _scope(self, head: RequestHead) -> Scope:
@@ -393,9 +397,8 @@ class HttpConnection(asyncio.Protocol):
             self.gate.websocket_closed()
             raise
         self._ws = session
-        self.gate.serving("GET", scope["path"])
         session.task = self.loop.create_task(session.run(self.settings.app))
-        self.gate.track(session.task)
+        self.gate.started("GET", scope["path"], session.task)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         logger.debug("Invalid HTTP request from %s: %s", self.client, exc.reason)

@@ -199,12 +199,8 @@ class HttptoolsParser:
         # Raising stops llhttp at once; feed() turns it into a 431.
         raise ProtocolError(431, "request head too large")
 
-    # llhttp callbacks (the size count is spelled out in each: they run for every field)
-    def on_message_begin(self) -> None:
-        self._headers = []
-        self._url = b""
-        self._head_size = 0
-
+    # llhttp callbacks (the size count is spelled out in each: they run for every field).
+    # No on_message_begin: on_headers_complete starts the next head afresh, one callback less.
     def on_url(self, url: bytes) -> None:
         self._head_size += len(url)
         if self._head_size > self._max_head:
@@ -222,6 +218,9 @@ class HttptoolsParser:
         self._events.append(
             RequestHead(parser.get_method(), self._url, parser.get_http_version(), self._headers)
         )
+        self._headers = []
+        self._url = b""
+        self._head_size = 0
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Body(body))

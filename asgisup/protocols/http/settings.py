@@ -40,8 +40,9 @@ class Gate(Protocol):
         """The connection is gone for good."""
         ...
 
-    def serving(self, method: str, path: str) -> None:
-        """A request starts: the app is about to be called for it."""
+    def started(self, method: str, path: str, task: asyncio.Task[None]) -> None:
+        """The app was called for a request (or a WebSocket) and runs in ``task``: a graceful
+        stop waits for it, even after its connection has closed."""
         ...
 
     def responded(self, status: int, seconds: float) -> None:
@@ -51,11 +52,6 @@ class Gate(Protocol):
     def busy_close(self, started: float) -> bool:
         """Whether a response to a request that started at loop time ``started`` should close
         its connection rather than keep it alive, to return the client to the shared queue."""
-        ...
-
-    def track(self, task: asyncio.Task[None]) -> None:
-        """App code for a request (or a WebSocket) runs in ``task``: a graceful stop waits
-        for it, even after its connection has closed."""
         ...
 
     def websocket_open(self) -> bool:
