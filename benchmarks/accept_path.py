@@ -7,7 +7,10 @@ under wrk with a new connection per request:
   wake-up, ``connect_accepted_socket`` run in a task;
 - ``no-task``: the same, with the ``connect_accepted_socket`` coroutine driven by hand.
 
-    .venv/bin/python -m benchmarks.accept_path [--rounds 3] [--duration 3]
+    .venv/bin/python -m benchmarks.accept_path [--rounds 3] [--duration 3] [--workers 1]
+
+With ``--workers 2`` the server forks after ``listen()`` and two processes poll the socket,
+each woken for every connection (the herd of DESIGN.md), as with asgisup's workers.
 
 Servers alternate round by round; the medians are printed (requests/s).
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -39,13 +44,17 @@ class Answer(asyncio.Protocol):
         self.transport.close()
 
 
-async def serve(mode: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
+def listen(port: int) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(2048)
     sock.setblocking(False)
+    return sock
+
+
+async def serve(mode: str, sock: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
     if mode == "server":
         await loop.create_server(Answer, sock=sock)
     else:
@@ -75,10 +84,11 @@ async def serve(mode: str, port: int) -> None:
     await asyncio.Event().wait()
 
 
-def measure(mode: str, duration: float) -> float:
+def measure(mode: str, duration: float, workers: int) -> float:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.accept_path", "--serve", mode, str(port)]
+        [sys.executable, "-m", "benchmarks.accept_path", "--serve", mode, str(port), str(workers)],
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 10
@@ -90,7 +100,7 @@ def measure(mode: str, duration: float) -> float:
                 time.sleep(0.05)
         return wrk(port, "/", "close", duration, 32)
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)  # the workers forked from it too
         server.wait(10)
 
 
@@ -98,17 +108,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--serve", nargs=2, metavar=("MODE", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the socket")
+    parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)  # MODE PORT WORKERS
     args = parser.parse_args()
     if args.serve:
         import uvloop
 
-        uvloop.run(serve(args.serve[0], int(args.serve[1])))
+        mode, port, workers = args.serve[0], int(args.serve[1]), int(args.serve[2])
+        sock = listen(port)
+        for _ in range(workers - 1):
+            if os.fork() == 0:
+                break  # a worker: serve the same socket
+        uvloop.run(serve(mode, sock))
         return
     results: dict[str, list[float]] = {mode: [] for mode in MODES}
     for _ in range(args.rounds):
         for mode in MODES:
-            results[mode].append(measure(mode, args.duration))
+            results[mode].append(measure(mode, args.duration, args.workers))
     for mode, rates in results.items():
         rounds = ", ".join(f"{rate:.0f}" for rate in rates)
         print(f"{mode:8} {statistics.median(rates):8.0f} req/s (rounds {rounds})")

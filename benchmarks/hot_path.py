@@ -15,8 +15,10 @@ Admission and a scoreboard slot), so admission is counted in.
 
     .venv/bin/python -m benchmarks.hot_path [--requests 20000] [--rounds 5] [--pure]
     .venv/bin/python -m benchmarks.hot_path --profile keep-alive   # cProfile, asgisup only
+    .venv/bin/python -m benchmarks.hot_path --ceiling 64   # asgisup with a ceiling vs none
 
-Prints microseconds per request (median of rounds, servers alternating) and the ratio.
+Prints microseconds per request (median of rounds, servers alternating) and the ratio: above
+1.0, the first server spends less.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class FakeTransport(asyncio.Transport):
         return 0
 
 
-def asgisup_factory(pure: bool) -> Callable[[], asyncio.Protocol]:
+def asgisup_factory(pure: bool, ceiling: int = 0) -> Callable[[], asyncio.Protocol]:
     from asgisup.admission import Admission
     from asgisup.config import Config
     from asgisup.protocols.http.connection import HttpConnection
@@ -100,7 +102,9 @@ def asgisup_factory(pure: bool) -> Callable[[], asyncio.Protocol]:
     from asgisup.worker.process import build_settings
 
     config = Config.from_sources(
-        "benchmarks.refapp:app", {"http": "h11" if pure else "httptools"}, {}
+        "benchmarks.refapp:app",
+        {"http": "h11" if pure else "httptools", "max_inflight": ceiling},
+        {},
     )
     settings = build_settings(config, refapp.app, {}, None)
     settings.access_log = False
@@ -193,6 +197,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pure", action="store_true", help="h11 + asyncio (default httptools)")
     parser.add_argument("--profile", choices=CASES, help="cProfile asgisup in one case")
+    parser.add_argument(
+        "--ceiling", type=int, default=0, help="compare asgisup with this --max-inflight to none"
+    )
     args = parser.parse_args()
 
     if not args.pure:
@@ -201,7 +208,13 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    servers = {"asgisup": asgisup_factory(args.pure), "uvicorn": uvicorn_factory(args.pure)}
+    if args.ceiling:
+        servers = {
+            f"asgisup --max-inflight {args.ceiling}": asgisup_factory(args.pure, args.ceiling),
+            "asgisup": asgisup_factory(args.pure),
+        }
+    else:
+        servers = {"asgisup": asgisup_factory(args.pure), "uvicorn": uvicorn_factory(args.pure)}
     for case in CASES.values():  # warm up both
         for make in servers.values():
             loop.run_until_complete(case(make, 500))
@@ -209,24 +222,21 @@ def main() -> None:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        loop.run_until_complete(CASES[args.profile](servers["asgisup"], args.requests))
+        loop.run_until_complete(CASES[args.profile](next(iter(servers.values())), args.requests))
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return
 
     stack = "h11 + asyncio" if args.pure else "httptools + uvloop"
     print(f"{stack}, {args.requests} requests x {args.rounds} rounds, microseconds per request")
+    (a, make_a), (b, make_b) = servers.items()
     for name, case in CASES.items():
-        times: dict[str, list[float]] = {server: [] for server in servers}
+        times: dict[str, list[float]] = {a: [], b: []}
         for _ in range(args.rounds):
-            for server, make in servers.items():
-                times[server].append(loop.run_until_complete(case(make, args.requests)) * 1e6)
-        ours = statistics.median(times["asgisup"])
-        theirs = statistics.median(times["uvicorn"])
-        print(
-            f"  {name:10}  asgisup {ours:6.2f}  uvicorn {theirs:6.2f}"
-            f"  uvicorn/asgisup {theirs / ours:.2f}x"
-        )
+            times[a].append(loop.run_until_complete(case(make_a, args.requests)) * 1e6)
+            times[b].append(loop.run_until_complete(case(make_b, args.requests)) * 1e6)
+        ours, theirs = statistics.median(times[a]), statistics.median(times[b])
+        print(f"  {name:10}  {a} {ours:6.2f}  {b} {theirs:6.2f}  {b}/{a} {theirs / ours:.2f}x")
 
 
 if __name__ == "__main__":

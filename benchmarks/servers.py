@@ -180,6 +180,16 @@ def serving(spec: ServerSpec, workers: int, log: Path) -> Iterator[int]:
 
     Raises ServerFailed when it does not come up within BOOT_TIMEOUT.
     """
+    with serving_process(spec, workers, log) as (port, _):
+        yield port
+
+
+@contextmanager
+def serving_process(
+    spec: ServerSpec, workers: int, log: Path
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """:func:`serving`, also yielding the server's process: the leader of a new session, so
+    its workers are the processes of that session."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -198,6 +208,6 @@ def serving(spec: ServerSpec, workers: int, log: Path) -> Iterator[int]:
             port = _wait_asgisup(proc, log, workers)
         else:
             _wait_peer(proc, log, port)
-        yield port
+        yield port, proc
     finally:
         _stop(proc, spec.label)

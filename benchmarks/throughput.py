@@ -13,7 +13,8 @@ the per-round ratio A/B, so slow drift of a noisy machine hits both sides alike.
 - 1 and 2 workers.
 
 Pairs: asgisup vs uvicorn with httptools + uvloop, the same with h11 + asyncio, and asgisup
-with ``--max-inflight 64`` vs no ceiling.
+with ``--max-inflight 64`` vs no ceiling; ``--pairs 3`` runs asgisup against itself, which
+shows how far from 1.0 the ratio of two equal servers strays on the machine at hand.
 
 WebSocket echo, messages per second: benchmarks.wsload (closed loop, 16 connections, each
 sending a message and waiting for its echo) against ``/ws`` of benchmarks.refapp, 1 worker,
@@ -75,6 +76,14 @@ PAIRS = (
         "asgisup --max-inflight 64 / no ceiling",
         ServerSpec("asgisup-c64", "asgisup", 64, FAST),
         ServerSpec("asgisup-c0", "asgisup", 0, FAST),
+        0.97,
+    ),
+    # Not run by default (--pairs 3): the same server as A and B, so the ratio shows what
+    # running first in a round and the machine's noise do on their own.
+    Pair(
+        "asgisup / asgisup, the same server twice (calibration)",
+        ServerSpec("asgisup-a", "asgisup", 0, FAST),
+        ServerSpec("asgisup-b", "asgisup", 0, FAST),
         0.97,
     ),
 )

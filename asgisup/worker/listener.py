@@ -248,10 +248,13 @@ class Listener:
         this request's time so far counted in (the first slow request already counts)."""
         if not self._busy_close:
             return False
-        mean = self._service.peek(self.loop.time() - started)
-        if mean < self._min_service:
-            return False  # the cost gate, here on every response: keep it cheap
-        return busy_close(self.admission, mean, self._min_service, self._queue_depth)
+        elapsed, least = self.loop.time() - started, self._min_service
+        if elapsed < least and self._service.mean < least:
+            return False  # the cost gate, on every response: the new mean is below it too
+        mean = self._service.peek(elapsed)
+        if mean < least:
+            return False
+        return busy_close(self.admission, mean, least, self._queue_depth)
 
     def _queue_depth(self) -> int:
         queue = accept_queue(self.sock)

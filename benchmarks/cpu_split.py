@@ -1,0 +1,101 @@
+"""Where the CPU goes per request: the server's user and system time, and wrk's.
+
+On a machine where wrk shares the cores with the server, requests per second are bounded by
+the CPU time all of them together spend per request, and a server can only speed up the
+part that is its own. This runs wrk against asgisup and uvicorn (httptools + uvloop,
+``benchmarks.refapp``'s ``/hello``), alternating round by round, and reports per request:
+
+- ``server user``: user time of every process of the server (supervisor and workers);
+- ``server sys``: their system time (the TCP stack of loopback works in whichever process
+  sends or receives, so it lands on both sides);
+- ``wrk``: wrk's user + system time;
+- ``busy``: the share of the machine's cores all of that used while wrk ran.
+
+CPU times come from ``/proc/PID/stat`` (fields read after the closing parenthesis of the
+process name, which has spaces in asgisup's process titles) and from wrk's rusage.
+
+    .venv/bin/python -m benchmarks.cpu_split [--workers 2] [--mode close] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+from pathlib import Path
+
+from benchmarks.servers import ServerSpec, serving_process
+from benchmarks.throughput import FAST, LOGS, wrk
+
+SERVERS = (
+    ServerSpec("asgisup-fast", "asgisup", 0, FAST),
+    ServerSpec("uvicorn-fast", "uvicorn", 0, FAST),
+)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu(leader: int) -> tuple[float, float]:
+    """User and system seconds of every live process in the session led by ``leader``."""
+    user = system = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == leader:  # field 6 of stat, the session id
+            user += int(fields[11]) / TICK
+            system += int(fields[12]) / TICK
+    return user, system
+
+
+def measure(spec: ServerSpec, args: argparse.Namespace) -> dict[str, float]:
+    with serving_process(spec, args.workers, LOGS / f"cpu-{spec.key}.log") as (port, proc):
+        wrk(port, "/hello", args.mode, 1.0, args.connections)  # warm up
+        user0, sys0 = session_cpu(proc.pid)
+        child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        rate = wrk(port, "/hello", args.mode, args.duration, args.connections)
+        child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        user1, sys1 = session_cpu(proc.pid)
+    requests = rate * args.duration
+    client = (child1.ru_utime - child0.ru_utime) + (child1.ru_stime - child0.ru_stime)
+    return {
+        "rate": rate,
+        "user_us": (user1 - user0) / requests * 1e6,
+        "sys_us": (sys1 - sys0) / requests * 1e6,
+        "wrk_us": client / requests * 1e6,
+        "busy": ((user1 - user0) + (sys1 - sys0) + client) / args.duration / os.cpu_count(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mode", choices=("keep-alive", "close"), default="close")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    results: dict[str, list[dict[str, float]]] = {spec.key: [] for spec in SERVERS}
+    for _ in range(args.rounds):
+        for spec in SERVERS:
+            results[spec.key].append(measure(spec, args))
+    print(
+        f"{args.workers} worker(s), {args.mode}, wrk -t1 -c{args.connections}, {args.rounds} "
+        f"rounds of {args.duration:g} s, medians; CPU in microseconds per request"
+    )
+    print(f"{'server':28} {'req/s':>8} {'user':>7} {'sys':>7} {'wrk':>7} {'total':>7} {'busy':>6}")
+    for label, rows in results.items():
+        med = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+        total = med["user_us"] + med["sys_us"] + med["wrk_us"]
+        print(
+            f"{label:28} {med['rate']:8.0f} {med['user_us']:7.1f} {med['sys_us']:7.1f} "
+            f"{med['wrk_us']:7.1f} {total:7.1f} {med['busy']:6.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
