@@ -93,6 +93,14 @@ class FakeTransport(asyncio.Transport):
         return 0
 
 
+LISTENING: list[socket.socket] = []  # of asgisup_factory's listeners, for close_listeners()
+
+
+def close_listeners() -> None:
+    while LISTENING:
+        LISTENING.pop().close()
+
+
 def asgisup_factory(pure: bool, ceiling: int = 0) -> Callable[[], asyncio.Protocol]:
     from asgisup.admission import Admission
     from asgisup.config import Config
@@ -109,9 +117,10 @@ def asgisup_factory(pure: bool, ceiling: int = 0) -> Callable[[], asyncio.Protoc
     settings = build_settings(config, refapp.app, {}, None)
     settings.access_log = False
     loop = asyncio.get_event_loop()
-    sock = socket.socket()
+    sock = socket.socket()  # the Listener wants one; no client ever connects to it
     sock.bind(("127.0.0.1", 0))
     sock.listen(8)
+    LISTENING.append(sock)
     board = Scoreboard(1)
     listener = Listener(
         loop,

@@ -31,6 +31,7 @@ def test_each_server_answers_every_request(case: str, pure: bool) -> None:
             seconds = loop.run_until_complete(asyncio.wait_for(hot_path.CASES[case](make, 50), 30))
             assert seconds > 0
     finally:
+        hot_path.close_listeners()
         loop.close()
         asyncio.set_event_loop(None)
 
