@@ -23,9 +23,8 @@ import argparse
 import os
 import resource
 import statistics
-from pathlib import Path
 
-from benchmarks.servers import ServerSpec, serving_process
+from benchmarks.servers import ServerSpec, proc_stats, serving_process
 from benchmarks.throughput import FAST, LOGS, wrk
 
 SERVERS = (
@@ -38,15 +37,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 def session_cpu(leader: int) -> tuple[float, float]:
     """User and system seconds of every live process in the session led by ``leader``."""
     user = system = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == leader:  # field 6 of stat, the session id
+    for _, fields in proc_stats():
+        if int(fields[3]) == leader:  # the session id
             user += int(fields[11]) / TICK
             system += int(fields[12]) / TICK
     return user, system

@@ -134,9 +134,10 @@ def _wait_peer(proc: subprocess.Popen[bytes], log: Path, port: int) -> None:
     raise ServerFailed(f"the server never answered /hello on port {port}:\n{_tail(log)}")
 
 
-def _live_members(group: int) -> list[int]:
-    """Pids of the processes of process group ``group`` that still run (zombies left out)."""
-    members = []
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, fields of /proc/PID/stat after the command name) of every process. The name may
+    hold spaces (asgisup's process titles do), so the fields are split after its ")": field 0
+    is the state, then ppid, pgrp, session, ..., 11 utime, 12 stime (proc(5) numbers + 3)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -144,10 +145,16 @@ def _live_members(group: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue  # it ended meanwhile
-        # fields after the command name (which may hold spaces): state, ppid, pgrp, ...
-        state, _, pgrp = stat.rpartition(")")[2].split()[:3]
+        yield int(entry.name), stat.rpartition(")")[2].split()
+
+
+def _live_members(group: int) -> list[int]:
+    """Pids of the processes of process group ``group`` that still run (zombies left out)."""
+    members = []
+    for pid, fields in proc_stats():
+        state, _, pgrp = fields[:3]
         if int(pgrp) == group and state != "Z":
-            members.append(int(entry.name))
+            members.append(pid)
     return members
 
 

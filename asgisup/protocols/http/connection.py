@@ -251,9 +251,7 @@ class HttpConnection(asyncio.Protocol):
                     cycle.request_complete = True
             keep_alive = keep_alive and cycle.request_complete
         self._cycle = None
-        if self.has_slot:
-            self.has_slot = False
-            self.gate.release()
+        self._release()
         if not keep_alive:
             self.close()
         elif self._events:
