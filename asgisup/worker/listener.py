@@ -123,8 +123,8 @@ class Listener:
     def _sync(self) -> None:
         """Poll the listening fd exactly while the worker may accept.
 
-        Called after every change of load, twice per request: the properties of Admission are
-        spelled out here, and nothing is done unless the state changed."""
+        Called whenever the answer may change (request() and release() skip it when it
+        cannot); the properties of Admission are spelled out here to keep it cheap."""
         admission = self.admission
         full = admission.ceiling != 0 and admission.load >= admission.ceiling
         if full != (self._full_since is not None):
