@@ -79,7 +79,7 @@ class Admission(Generic[T]):
         Returns True if it is admitted now (the load is counted), False if it was queued; a
         queued waiter is returned by a later :meth:`release` once it holds a slot.
         """
-        if (self.ceiling == 0 or self.load < self.ceiling) and not self._waiting:
+        if self.has_room and not self._waiting:
             self.load += 1
             return True
         self._waiting.append(waiter)
@@ -94,7 +94,7 @@ class Admission(Generic[T]):
         if self.load <= 0:
             raise RuntimeError("released a slot that was not held")
         self.load -= 1
-        if self._waiting and (self.ceiling == 0 or self.load < self.ceiling):
+        if self._waiting and self.has_room:
             self.load += 1
             return self._waiting.popleft()
         return None
@@ -139,12 +139,8 @@ class ServiceTime:
         self.samples = 0
 
     def add(self, seconds: float) -> float:
-        samples = self.samples
-        if samples * self.WEIGHT < 1.0:  # peek(), spelled out: this runs for every response
-            self.mean += (seconds - self.mean) / (samples + 1)
-        else:
-            self.mean += self.WEIGHT * (seconds - self.mean)
-        self.samples = samples + 1
+        self.mean = self.peek(seconds)
+        self.samples += 1
         return self.mean
 
     def peek(self, seconds: float) -> float:

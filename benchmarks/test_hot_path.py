@@ -17,6 +17,7 @@ from benchmarks.cpu_split import session_cpu
 @pytest.mark.parametrize("pure", [False, True])
 @pytest.mark.parametrize("case", sorted(hot_path.CASES))
 def test_each_server_answers_every_request(case: str, pure: bool) -> None:
+    pytest.importorskip("uvicorn")  # the benchmark extra, not the test one
     if not pure:
         pytest.importorskip("httptools")
         uvloop = pytest.importorskip("uvloop")

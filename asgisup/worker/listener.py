@@ -121,12 +121,9 @@ class Listener:
         return self._full_total + (time.monotonic() - since if since is not None else 0.0)
 
     def _sync(self) -> None:
-        """Poll the listening fd exactly while the worker may accept.
-
-        Called whenever the answer may change (request() and release() skip it when it
-        cannot); the properties of Admission are spelled out here to keep it cheap."""
-        admission = self.admission
-        full = admission.ceiling != 0 and admission.load >= admission.ceiling
+        """Poll the listening fd exactly while the worker may accept. Called whenever the
+        answer may change (request() and release() skip it when it cannot)."""
+        full = self.admission.full
         if full != (self._full_since is not None):
             now = time.monotonic()
             if full:
@@ -134,7 +131,7 @@ class Listener:
             else:
                 self._full_total += now - self._full_since  # type: ignore[operator]
                 self._full_since = None
-        want = not full and self._backoff is None and admission.accepting
+        want = self.admission.accepting and self._backoff is None
         if want != self._polling:
             if want:
                 self.loop.add_reader(self._fd, self._on_readable)
@@ -251,9 +248,8 @@ class Listener:
     # change may start or stop the polling (it always does without a ceiling).
 
     def request(self, conn: HttpConnection) -> bool:
-        admission = self.admission
-        admitted = admission.request(conn)
-        if not admitted or (admission.ceiling and admission.load >= admission.ceiling):
+        admitted = self.admission.request(conn)
+        if not admitted or self.admission.full:
             self._sync()  # queued, or now full: stop accepting
         return admitted
 
@@ -284,13 +280,10 @@ class Listener:
         this request's time so far counted in (the first slow request already counts)."""
         if not self._busy_close:
             return False
-        elapsed, least = self.loop.time() - started, self._min_service
-        if elapsed < least and self._service.mean < least:
-            return False  # the cost gate, on every response: the new mean is below it too
-        mean = self._service.peek(elapsed)
-        if mean < least:
-            return False
-        return busy_close(self.admission, mean, least, self._queue_depth)
+        mean = self._service.peek(self.loop.time() - started)
+        if mean < self._min_service:
+            return False  # the cost gate, here on every response: keep it cheap
+        return busy_close(self.admission, mean, self._min_service, self._queue_depth)
 
     def _queue_depth(self) -> int:
         queue = accept_queue(self.sock)

@@ -126,12 +126,7 @@ class HttpConnection(asyncio.Protocol):
                 self.update_reading()
                 return
             self.has_slot = True
-        try:  # _parse(), spelled out: this runs for every request
-            self._events.extend(self._parser.feed(data))
-        except ProtocolError as exc:
-            self._protocol_error(exc)
-            return
-        self._pump()
+        self._parse(data)
 
     def eof_received(self) -> bool | None:
         return None  # close: a half-closed client gets no response (like uvicorn)
@@ -463,7 +458,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _idle(self) -> None:
         self._idle_timer = None
-        if self._cycle is not None or self._ws is not None or self.waiting or self._events:
+        if self._cycle is not None or self.waiting or self._events:
             return  # busy: the end of its response sets the timer again
         settings = self.settings
         limit = settings.timeout_request_head if self._partial else settings.timeout_keep_alive

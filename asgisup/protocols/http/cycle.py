@@ -139,11 +139,12 @@ class RequestCycle:
                 self._waiter = None
 
     async def send(self, message: Message) -> None:
+        kind = message["type"]
         if self.disconnected:
             raise ClientDisconnected("the client closed the connection")
         if not self.response_started:
-            if message["type"] != "http.response.start":
-                raise RuntimeError(f"expected 'http.response.start', got {message['type']!r}")
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
             status = message["status"]
             if type(status) is not int:
                 raise RuntimeError(f"response status must be an int, got {status!r}")
@@ -153,9 +154,9 @@ class RequestCycle:
             self.status = status
             return
         if self.response_complete:
-            raise RuntimeError(f"unexpected {message['type']!r}: the response was already complete")
-        if message["type"] != "http.response.body":
-            raise RuntimeError(f"expected 'http.response.body', got {message['type']!r}")
+            raise RuntimeError(f"unexpected {kind!r}: the response was already complete")
+        if kind != "http.response.body":
+            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
         body = message.get("body", b"")
         more_body = message.get("more_body", False)
         out = self._head(None if more_body else len(body)) if self._start else b""

@@ -240,11 +240,7 @@ def response_head(
         mode = BodyMode.UNTIL_CLOSE
         keep_alive = False
 
-    if seen_server or seen_date:
-        default_headers = server_defaults(
-            default_headers, seen_server=seen_server, seen_date=seen_date
-        )
-    parts.append(default_headers)
+    parts.append(server_defaults(default_headers, seen_server=seen_server, seen_date=seen_date))
     if not keep_alive:
         parts.append(b"connection: close\r\n\r\n")
     elif http_version == "1.0":
