@@ -28,8 +28,6 @@ import signal
 import socket
 import ssl
 import time
-from collections import deque
-from types import FrameType
 from typing import NoReturn
 
 from asgisup.config import Config
@@ -45,6 +43,7 @@ from asgisup.supervisor.metrics import Snapshot
 from asgisup.supervisor.policy import QueueWatch, RestartBackoff, recycle_reason, request_limit
 from asgisup.supervisor.procfs import resident_bytes
 from asgisup.supervisor.rolling import RollingRestart
+from asgisup.supervisor.signals import SignalInbox
 from asgisup.worker.process import EXIT_BOOT_FAILED, FAILED, READY, WorkerSpec, child_main
 
 logger = logging.getLogger("asgisup.error")
@@ -55,15 +54,6 @@ STOP_MARGIN = 5.0
 WATCHDOG_GRACE = 5.0
 # The loop wakes at least this often to check heartbeats, boots and recycling.
 TICK = 0.5
-_HANDLED = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGCHLD,
-    signal.SIGHUP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGUSR1,
-)
 
 
 class Supervisor:
@@ -93,7 +83,7 @@ class Supervisor:
         self._backoff: dict[int, RestartBackoff] = {}
         self._not_before: dict[int, float] = {}  # index -> earliest (re)start after a failure
         self.rolling = RollingRestart()
-        self._signals: deque[int] = deque()
+        self.signals = SignalInbox()
         self._selector = selectors.DefaultSelector()
         self._stopping = False
         self._forced = False
@@ -102,7 +92,6 @@ class Supervisor:
         self._next_sample = 0.0
         self._rng = random.Random()
         self._lifeline_r, self._lifeline_w = os.pipe()
-        self._wake_r, self._wake_w = os.pipe()
         self.restarts: dict[str, int] = {}  # workers replaced, by reason
         self.control = ControlServer(
             self._selector,
@@ -124,24 +113,26 @@ class Supervisor:
 
         Raises BootError with the app's error when a worker could not boot.
         """
-        previous = self._install_signals()
         try:
-            while not (self._stopping and not self.workers):
-                now = time.monotonic()
-                if not self._stopping:
-                    self._supervise(now)
-                self._enforce_deadlines(now)
-                self._watch_queue(now)
-                self.control.sweep(now)
-                self._selector_wait()
-                self._handle_signals()
-                self._reap()
+            with self.signals.installed(self._selector):
+                self._loop()
         finally:
-            self._restore_signals(previous)
             self._close()
         if self._boot_error is not None:
             raise BootError(self._boot_error)
         return 1 if self._forced else 0
+
+    def _loop(self) -> None:
+        while not (self._stopping and not self.workers):
+            now = time.monotonic()
+            if not self._stopping:
+                self._supervise(now)
+            self._enforce_deadlines(now)
+            self._watch_queue(now)
+            self.control.sweep(now)
+            self._selector_wait()
+            self._handle_signals()
+            self._reap()
 
     def stop(self) -> None:
         """Begin a graceful stop: every worker drains and exits."""
@@ -154,26 +145,10 @@ class Supervisor:
 
     # -- signals -------------------------------------------------------------------------
 
-    def _record(self, signum: int, frame: FrameType | None) -> None:
-        self._signals.append(signum)
-
-    def _install_signals(self) -> dict[int, object]:
-        os.set_blocking(self._wake_w, False)
-        os.set_blocking(self._wake_r, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ)
-        previous: dict[int, object] = {-1: signal.set_wakeup_fd(self._wake_w)}
-        for signum in _HANDLED:
-            previous[signum] = signal.signal(signum, self._record)
-        return previous
-
-    def _restore_signals(self, previous: dict[int, object]) -> None:
-        signal.set_wakeup_fd(previous.pop(-1))  # type: ignore[arg-type]
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-
     def _handle_signals(self) -> None:
-        while self._signals:
-            signum = self._signals.popleft()
+        pending = self.signals.pending
+        while pending:
+            signum = pending.popleft()
             if signum in (signal.SIGTERM, signal.SIGINT):
                 if self._stopping and signum == signal.SIGINT:
                     logger.warning("Second interrupt: stopping workers now")
@@ -331,10 +306,7 @@ class Supervisor:
     def _spawn(self, index: int) -> WorkerHandle:
         report_r, report_w = os.pipe()
         slot = self.board.claim(self.generation, self.config.max_inflight)
-        # A stop signal arriving mid-fork must reach the supervisor, not a child still
-        # running the supervisor's handlers: both hold it pending until they are ready.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
-        try:
+        with self.signals.held() as mask:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child's coverage is collected by the child
                 self._become_worker(index, slot, report_r, report_w, mask)
@@ -342,8 +314,6 @@ class Supervisor:
             handle = WorkerHandle(index, pid, slot, self.generation, report_r, time.monotonic())
             self.workers[pid] = handle
             self._selector.register(report_r, selectors.EVENT_READ, handle)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         c = self.config
         handle.request_limit = request_limit(c.max_requests, c.max_requests_jitter, self._rng)
         logger.info("Started worker %d [pid %d]", index + 1, pid)
@@ -373,17 +343,9 @@ class Supervisor:
 
     def _close_in_child(self) -> None:
         """In a fresh child: drop the supervisor's fds and signal plumbing."""
-        signal.set_wakeup_fd(-1)
-        for signum in _HANDLED:
-            signal.signal(signum, signal.SIG_DFL)
-        # Ctrl-C reaches the whole process group; the supervisor alone decides what it means.
-        # The others are for the supervisor; a worker that boots must not die or stop of them.
-        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
-            signal.signal(signum, signal.SIG_IGN)
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the worker's loop handles it once ready
+        self.signals.reset_in_child()
         self._selector.close()
-        for fd in (self._wake_r, self._wake_w, self._lifeline_w):
-            os.close(fd)
+        os.close(self._lifeline_w)
         for endpoint, _ in self.control.listeners:
             endpoint.close()
         for client in self.control.clients:
@@ -409,10 +371,8 @@ class Supervisor:
             if handle.kill_at is not None:
                 timeout = min(timeout, max(0.0, handle.kill_at - now))
         for key, _ in self._selector.select(timeout):
-            if key.fd == self._wake_r:
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(self._wake_r, 4096):
-                        pass
+            if key.fd == self.signals.wake_r:
+                self.signals.drain_wakeups()
             elif isinstance(key.data, WorkerHandle):
                 self._read_report(key.data)
             else:
@@ -544,7 +504,8 @@ class Supervisor:
                 os.close(handle.report_fd)
         self._selector.close()
         self.board.close()
-        for fd in (self._wake_r, self._wake_w, self._lifeline_r, self._lifeline_w):
+        self.signals.close()
+        for fd in (self._lifeline_r, self._lifeline_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
