@@ -36,16 +36,19 @@ from asgisup.kinds import (
     choice,
     integer,
     nullable,
+    or_auto,
     quote,
     seconds,
     text,
     to_cert_reqs,
-    to_workers,
 )
 from asgisup.logs import ACCESS_FIELDS, ACCESS_FORMAT
 
 Origin = Literal["cli", "python"]
 App = str | Callable[..., Any]
+# --defer-accept auto with a ceiling: long enough that a pre-opened idle connection stays with
+# the kernel (at 1 and 5 s a request still stalled behind one; docs/admission.md).
+DEFER_ACCEPT_AUTO = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +104,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Serve on this inherited listening file descriptor instead of host and port."),
     Setting("backlog", integer("a positive integer (at most 2147483647)", 1, C_INT_MAX), 2048,
             "Length of the kernel's accept queue (capped by net.core.somaxconn)."),
-    Setting("workers", Kind("a positive integer or 'auto'", to_workers, "{INT,auto}"), 1,
+    Setting("workers", or_auto(integer("a positive integer", 1)), 1,
             "Number of worker processes; 'auto' is one per usable CPU (affinity and cgroup "
             "quota).", fallbacks=("WEB_CONCURRENCY",)),
     Setting("max_inflight", integer("an integer >= 0", 0), 0,
@@ -113,10 +116,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("busy_close_min_service", seconds("a number of seconds >= 0", zero=True), 0.001,
             "Apply --busy-close only while the worker's recent mean service time is at least "
             "this many seconds, so cheap requests keep their keep-alive (0: always)."),
-    Setting("defer_accept", integer("an integer >= 0 (seconds)", 0, 3600), 30,
+    Setting("defer_accept", or_auto(integer("an integer >= 0 (seconds)", 0, 3600)), "auto",
             "TCP_DEFER_ACCEPT: the kernel hands a connection to a worker only once its first "
             "bytes arrived (or after this many seconds), so an idle pre-opened connection "
-            "takes no worker's slot (0: off; see docs/admission.md for the measurement)."),
+            "takes no worker's slot (0: off; 'auto': 30 with --max-inflight, else off; see "
+            "docs/admission.md for what it protects and costs)."),
     Setting("loop", choice("auto", "asyncio", "uvloop"), "auto",
             "Event loop; 'auto' is uvloop when installed."),
     Setting("http", choice("auto", "h11", "httptools"), "auto",
@@ -269,7 +273,7 @@ class Config:
     max_inflight: int
     busy_close: bool
     busy_close_min_service: float
-    defer_accept: int
+    defer_accept: int | Literal["auto"]
     loop: str
     http: str
     ws: str
@@ -358,6 +362,14 @@ class Config:
     def resolved_workers(self, cpus: int) -> int:
         """The number of workers to start, given the usable CPU count for 'auto'."""
         return self.workers if isinstance(self.workers, int) else max(1, cpus)
+
+    def resolved_defer_accept(self) -> int:
+        """TCP_DEFER_ACCEPT seconds (0: off). 'auto' defers only where a silent connection
+        could take a slot, with a ceiling: without one it would protect nothing, and it costs
+        new-connection throughput with several workers (docs/admission.md)."""
+        if isinstance(self.defer_accept, int):
+            return self.defer_accept
+        return DEFER_ACCEPT_AUTO if self.max_inflight > 0 else 0
 
     def bind_description(self) -> str:
         """Where the server will listen: ``http://host:port``, ``unix:PATH`` or ``fd://N``."""

@@ -122,10 +122,17 @@ def nullable(kind: Kind) -> Kind:
     )
 
 
-def to_workers(value: object) -> object:
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    return _to_int(value, 1)
+def or_auto(kind: Kind) -> Kind:
+    """``kind``'s values, or the word ``auto`` (the server decides; see the setting)."""
+
+    def convert(value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        return kind.convert(value)
+
+    return dataclasses.replace(
+        kind, accepted=f"{kind.accepted} or 'auto'", convert=convert, metavar="{INT,auto}"
+    )
 
 
 def _to_addresses(value: object) -> object:

@@ -113,7 +113,8 @@ def run_config(config: Config) -> int:
         host=config.host, port=config.port, uds=config.uds, fd=config.fd, backlog=config.backlog
     )
     try:
-        if config.defer_accept and not set_defer_accept(sock, config.defer_accept):
+        defer = config.resolved_defer_accept()
+        if defer and not set_defer_accept(sock, defer) and config.defer_accept != "auto":
             logger.warning("--defer-accept applies to TCP sockets only; ignored")
         from asgisup import __version__
 

@@ -9,12 +9,19 @@ part that is its own. This runs wrk against asgisup and uvicorn (httptools + uvl
 - ``server sys``: their system time (the TCP stack of loopback works in whichever process
   sends or receives, so it lands on both sides);
 - ``wrk``: wrk's user + system time;
-- ``busy``: the share of the machine's cores all of that used while wrk ran.
+- ``busy``: the share of the machine's cores all of that used while wrk ran;
+- ``idle``, ``irq``: the machine's idle share, and its share in interrupts and softirqs, from
+  ``/proc/stat`` over the same time (the loopback TCP stack's softirq work is charged to
+  whichever process it interrupts, or to nobody when it runs on an idle core).
 
 CPU times come from ``/proc/PID/stat`` (fields read after the closing parenthesis of the
 process name, which has spaces in asgisup's process titles) and from wrk's rusage.
 
     .venv/bin/python -m benchmarks.cpu_split [--workers 2] [--mode close] [--rounds 3]
+        [--defer-accept 30]
+
+``--defer-accept N`` adds a third server, asgisup with that flag (its default, ``auto``, is
+off without a ceiling), in the same rounds.
 """
 
 from __future__ import annotations
@@ -44,12 +51,22 @@ def session_cpu(leader: int) -> tuple[float, float]:
     return user, system
 
 
+def machine_times() -> tuple[int, int, int]:
+    """Idle, interrupt (hard and soft) and total ticks of all cores, from ``/proc/stat``."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return ticks[3] + ticks[4], ticks[5] + ticks[6], sum(ticks[:8])
+
+
 def measure(spec: ServerSpec, args: argparse.Namespace) -> dict[str, float]:
     with serving_process(spec, args.workers, LOGS / f"cpu-{spec.key}.log") as (port, proc):
         wrk(port, "/hello", args.mode, 1.0, args.connections)  # warm up
         user0, sys0 = session_cpu(proc.pid)
         child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        idle0, irq0, total0 = machine_times()
         rate = wrk(port, "/hello", args.mode, args.duration, args.connections)
+        idle1, irq1, total1 = machine_times()
         child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         user1, sys1 = session_cpu(proc.pid)
     requests = rate * args.duration
@@ -60,6 +77,8 @@ def measure(spec: ServerSpec, args: argparse.Namespace) -> dict[str, float]:
         "sys_us": (sys1 - sys0) / requests * 1e6,
         "wrk_us": client / requests * 1e6,
         "busy": ((user1 - user0) + (sys1 - sys0) + client) / args.duration / os.cpu_count(),
+        "idle": (idle1 - idle0) / max(1, total1 - total0),
+        "irq": (irq1 - irq0) / max(1, total1 - total0),
     }
 
 
@@ -70,22 +89,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--defer-accept", type=int, help="also asgisup with this flag")
     args = parser.parse_args()
-    results: dict[str, list[dict[str, float]]] = {spec.key: [] for spec in SERVERS}
+    servers: tuple[ServerSpec, ...] = SERVERS
+    if args.defer_accept is not None:
+        flags = (*FAST, "--defer-accept", str(args.defer_accept))
+        servers += (ServerSpec(f"asgisup-defer{args.defer_accept}", "asgisup", 0, flags),)
+    results: dict[str, list[dict[str, float]]] = {spec.key: [] for spec in servers}
     for _ in range(args.rounds):
-        for spec in SERVERS:
+        for spec in servers:
             results[spec.key].append(measure(spec, args))
     print(
         f"{args.workers} worker(s), {args.mode}, wrk -t1 -c{args.connections}, {args.rounds} "
         f"rounds of {args.duration:g} s, medians; CPU in microseconds per request"
     )
-    print(f"{'server':28} {'req/s':>8} {'user':>7} {'sys':>7} {'wrk':>7} {'total':>7} {'busy':>6}")
+    columns = ("req/s", "user", "sys", "wrk", "total", "busy", "idle", "irq")
+    widths = (8, 7, 7, 7, 7, 6, 6, 6)
+    heads = (f"{name:>{width}}" for name, width in zip(columns, widths, strict=True))
+    print(f"{'server':28}", *heads)
     for label, rows in results.items():
         med = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
         total = med["user_us"] + med["sys_us"] + med["wrk_us"]
         print(
             f"{label:28} {med['rate']:8.0f} {med['user_us']:7.1f} {med['sys_us']:7.1f} "
-            f"{med['wrk_us']:7.1f} {total:7.1f} {med['busy']:6.2f}"
+            f"{med['wrk_us']:7.1f} {total:7.1f} {med['busy']:6.2f} "
+            f"{med['idle']:6.2f} {med['irq']:6.2f}"
         )
 
 

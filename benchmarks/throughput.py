@@ -13,8 +13,10 @@ the per-round ratio A/B, so slow drift of a noisy machine hits both sides alike.
 - 1 and 2 workers.
 
 Pairs: asgisup vs uvicorn with httptools + uvloop, the same with h11 + asyncio, and asgisup
-with ``--max-inflight 64`` vs no ceiling; ``--pairs 3`` runs asgisup against itself, which
-shows how far from 1.0 the ratio of two equal servers strays on the machine at hand.
+with ``--max-inflight 64`` vs no ceiling (both ``--defer-accept 0``, so only the ceiling
+differs); ``--pairs 3`` runs asgisup against itself, which
+shows how far from 1.0 the ratio of two equal servers strays on the machine at hand;
+``--pairs 4`` measures what ``--defer-accept`` costs (asgisup with it against without it).
 
 WebSocket echo, messages per second: benchmarks.wsload (closed loop, 16 connections, each
 sending a message and waiting for its echo) against ``/ws`` of benchmarks.refapp, 1 worker,
@@ -27,7 +29,9 @@ load generator's busiest process's share of a core: near 1.0, the client rather 
 may have set the rate. ``--ws-only`` runs just these and writes ``throughput-ws.json``
 (``throughput-ws-quick.json``), leaving the full results alone.
 
-Then memory (RSS from /proc) and the time for 8 workers to be ready.
+Then memory (RSS from /proc) and the time for 8 workers to be ready. Results go to
+``benchmarks/results/throughput.json``; a run of other ``--pairs`` or ``--workers`` writes
+``throughput-partial.json`` instead. The exit status is 1 when a verdict fails.
 """
 
 from __future__ import annotations
@@ -72,10 +76,12 @@ PAIRS = (
         ServerSpec("uvicorn-pure", "uvicorn", 0, PURE),
         1.0,
     ),
+    # Both without TCP_DEFER_ACCEPT (--defer-accept auto turns it on with a ceiling): this
+    # pair measures the admission machinery; --pairs 4 measures deferring.
     Pair(
         "asgisup --max-inflight 64 / no ceiling",
-        ServerSpec("asgisup-c64", "asgisup", 64, FAST),
-        ServerSpec("asgisup-c0", "asgisup", 0, FAST),
+        ServerSpec("asgisup-c64", "asgisup", 64, (*FAST, "--defer-accept", "0")),
+        ServerSpec("asgisup-c0", "asgisup", 0, (*FAST, "--defer-accept", "0")),
         0.97,
     ),
     # Not run by default (--pairs 3): the same server as A and B, so the ratio shows what
@@ -84,6 +90,13 @@ PAIRS = (
         "asgisup / asgisup, the same server twice (calibration)",
         ServerSpec("asgisup-a", "asgisup", 0, FAST),
         ServerSpec("asgisup-b", "asgisup", 0, FAST),
+        0.97,
+    ),
+    # Not run by default (--pairs 4): what TCP_DEFER_ACCEPT costs (docs/admission.md).
+    Pair(
+        "asgisup --defer-accept 30 / --defer-accept 0",
+        ServerSpec("asgisup-defer30", "asgisup", 0, (*FAST, "--defer-accept", "30")),
+        ServerSpec("asgisup-defer0", "asgisup", 0, (*FAST, "--defer-accept", "0")),
         0.97,
     ),
 )
@@ -96,6 +109,7 @@ WS_PAIRS = tuple(
     )
     for ws in ("websockets", "wsproto")
 )
+DEFAULT_PAIRS = "0,1,2"
 WS_MESSAGES: tuple[wsload.MessageKind, ...] = ("text", "binary")
 WS_PATH = "/ws"
 PATHS = ("/hello", "/json")
@@ -294,13 +308,14 @@ def _title(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
 
 
-def main() -> None:
+def main() -> bool:
+    """Runs the benchmark; whether every verdict passed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2])
-    parser.add_argument("--pairs", default="0,1,2", help="which pairs, by index")
+    parser.add_argument("--pairs", default=DEFAULT_PAIRS, help="which pairs, by index")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s, 1 worker")
     parser.add_argument(
         "--ws-pairs", default="0,1", help="which WebSocket pairs, by index ('' for none)"
@@ -346,16 +361,19 @@ def main() -> None:
         "figures": figures,
         "verdicts": [{"text": text, "pass": ok} for text, ok in verdicts],
     }
-    out = (
-        ROOT
-        / "benchmarks"
-        / "results"
-        / f"throughput{'-ws' if args.ws_only else ''}{'-quick' if args.quick else ''}.json"
+    # A run of other pairs or workers than the full one keeps off the full results.
+    partial = args.pairs != DEFAULT_PAIRS or (args.workers != [1, 2] and not args.quick)
+    suffix = "".join(
+        name
+        for name, chosen in (("-ws", args.ws_only), ("-partial", partial), ("-quick", args.quick))
+        if chosen
     )
+    out = ROOT / "benchmarks" / "results" / f"throughput{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
+    return all(ok for _, ok in verdicts)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(0 if main() else 1)

@@ -204,3 +204,26 @@ def test_draining_worker_stops_accepting_at_once(tmp_path: Path) -> None:
         assert held["pid"] == busy  # its in-flight request was finished, not dropped
         server.wait_for(rf"\[pid {busy}\] exited with code 0 unexpectedly; restarting")
         assert server.stop() == 0
+
+
+def test_silent_connection_takes_no_slot_with_a_ceiling() -> None:
+    """--defer-accept auto with a ceiling: a connection that sends nothing stays with the kernel,
+    so the only worker's only slot is free for a client that speaks (else: a 60 s wait)."""
+    with ServerProcess(
+        "tests.apps:app", "--max-inflight", "1", "--timeout-keep-alive", "60"
+    ) as server:
+        server.start()
+        with socket.create_connection(_address(server), timeout=30):
+            answer = httpx.get(server.url + "/pid", timeout=10)
+        assert answer.status_code == 200
+        assert server.stop() == 0
+
+
+def test_silent_connection_is_accepted_without_a_ceiling() -> None:
+    """--defer-accept auto without a ceiling is off: the worker accepts a silent connection
+    and closes it when the keep-alive timeout ends (deferred, it would sit in the kernel)."""
+    with ServerProcess("tests.apps:app", "--timeout-keep-alive", "1") as server:
+        server.start()
+        with socket.create_connection(_address(server), timeout=20) as silent:
+            assert silent.recv(1024) == b""  # closed by the worker, not left waiting
+        assert server.stop() == 0

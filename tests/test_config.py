@@ -78,6 +78,9 @@ def test_defaults() -> None:
         ("workers", "auto", "auto"),
         ("workers", "AUTO", "auto"),
         ("max_inflight", "0", 0),
+        ("defer_accept", "auto", "auto"),
+        ("defer_accept", "0", 0),
+        ("defer_accept", "30", 30),
         ("loop", "UVLOOP", "uvloop"),
         ("http", "h11", "h11"),
         ("lifespan", "off", "off"),
@@ -122,6 +125,8 @@ def test_boolean_words_false(word: str) -> None:
         ("workers", "0", "a positive integer or 'auto'"),
         ("workers", "x", "a positive integer or 'auto'"),
         ("max_inflight", "-1", "an integer >= 0"),
+        ("defer_accept", "-1", "an integer >= 0 (seconds) or 'auto'"),
+        ("defer_accept", "3601", "an integer >= 0 (seconds) or 'auto'"),
         ("loop", "trio", "one of auto, asyncio, uvloop"),
         ("log_level", "verbose", "one of critical, error"),
         ("factory", "maybe", "true or false"),
@@ -351,6 +356,14 @@ def test_resolved_workers() -> None:
     assert Config("m:a", workers=3).resolved_workers(16) == 3
     assert Config("m:a", workers="auto").resolved_workers(6) == 6
     assert Config("m:a", workers="auto").resolved_workers(0) == 1
+
+
+def test_defer_accept_auto_defers_only_with_a_ceiling() -> None:
+    assert Config("m:a").defer_accept == "auto"
+    assert Config("m:a").resolved_defer_accept() == 0
+    assert Config("m:a", max_inflight=1).resolved_defer_accept() == 30
+    assert Config("m:a", max_inflight=1, defer_accept=0).resolved_defer_accept() == 0
+    assert Config("m:a", defer_accept=5).resolved_defer_accept() == 5
 
 
 @pytest.mark.parametrize(
