@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 
@@ -25,6 +26,24 @@ def accept_queue(sock: socket.socket) -> tuple[int, int] | None:
         return None
     depth, limit = _QUEUE.unpack_from(info, _QUEUE_OFFSET)
     return depth, limit
+
+
+def shared_local_address(sock: socket.socket) -> tuple[str, int | None] | None:
+    """The local address of every connection accepted on ``sock``, as an ASGI ``server``:
+    (host, port) when bound to one IP address, (path, None) for a Unix socket; None when each
+    connection has its own (a wildcard bind: the address the client connected to)."""
+    name = sock.getsockname()
+    if isinstance(name, str):
+        return (name, None) if name else None
+    if not isinstance(name, tuple):
+        return None  # an abstract Unix socket's bytes: asked per connection, like before
+    host = str(name[0])
+    try:
+        if ipaddress.ip_address(host.partition("%")[0]).is_unspecified:
+            return None
+    except ValueError:
+        return None
+    return host, int(name[1])
 
 
 def set_defer_accept(sock: socket.socket, seconds: int) -> bool:

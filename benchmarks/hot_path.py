@@ -106,6 +106,7 @@ def asgisup_factory(pure: bool, ceiling: int = 0) -> Callable[[], asyncio.Protoc
     from asgisup.config import Config
     from asgisup.protocols.http.connection import HttpConnection
     from asgisup.scoreboard import Scoreboard, SlotWriter
+    from asgisup.sockinfo import shared_local_address
     from asgisup.worker.listener import Listener
     from asgisup.worker.process import build_settings
 
@@ -131,9 +132,13 @@ def asgisup_factory(pure: bool, ceiling: int = 0) -> Callable[[], asyncio.Protoc
         slot=SlotWriter(board, board.claim(1, config.max_inflight)),
     )
 
+    local = shared_local_address(sock)
+
     def make() -> asyncio.Protocol:
-        listener.admission.load += 1  # what the accept path counts for a new connection
+        # What the accept path does for a new connection: count it, give it its addresses.
+        listener.admission.load += 1
         conn = HttpConnection(settings, listener, loop)
+        conn.client, conn.server = ("127.0.0.1", 50000), local
         listener.connections.add(conn)
         return conn
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -25,6 +26,23 @@ def test_unix_socket(tmp_path: Path) -> None:
         assert scope["server"] == [str(path), None] and scope["client"] is None
         assert server.stop() == 0
     assert not path.exists()  # removed on exit
+
+
+def test_ipv6_loopback() -> None:
+    with ServerProcess("tests.apps:app", "--host", "::1") as server:
+        server.start()
+        port = int(server.url.rpartition(":")[2].rstrip("/"))
+        assert server.url == f"http://[::1]:{port}"
+        with socket.create_connection(("::1", port), timeout=30) as sock:
+            sock.sendall(b"GET /scope HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            local = sock.getsockname()
+        scope = json.loads(data.partition(b"\r\n\r\n")[2])
+        assert scope["server"] == ["::1", port]
+        assert scope["client"] == ["::1", local[1]]
+        assert server.stop() == 0
 
 
 def test_inherited_fd() -> None:

@@ -70,6 +70,22 @@ def test_scope(client: httpx.Client, server: ServerProcess) -> None:
     assert scope["state"] == ["started"]  # set by the app's lifespan startup
 
 
+def test_scope_addresses_are_the_two_ends_of_the_connection(server: ServerProcess) -> None:
+    """The worker takes ``client`` from accept() and ``server`` from the listening socket
+    (bound to one address), not from the kernel per connection: they must still be exact."""
+    with socket.create_connection(address(server), timeout=30) as sock:
+        sock.sendall(b"GET /scope HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        local, remote = sock.getsockname(), sock.getpeername()
+    [(head, body)] = split_responses(data)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    scope = json.loads(body)
+    assert scope["client"] == [local[0], local[1]]
+    assert scope["server"] == [remote[0], remote[1]]
+
+
 def test_path_is_percent_decoded_and_raw_path_is_not(server: ServerProcess) -> None:
     data = raw_exchange(
         server, b"GET /sc%6fpe/../x%20y?z=%41 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from asgisup.admission import Admission, ServiceTime, busy_close
-from asgisup.sockinfo import accept_queue, set_defer_accept
+from asgisup.sockinfo import accept_queue, set_defer_accept, shared_local_address
 from asgisup.supervisor.policy import (
     MAX_RETRY,
     MIB,
@@ -120,6 +121,33 @@ def test_accept_queue_depth_and_limit() -> None:
 def test_accept_queue_is_none_for_unix_sockets(tmp_path: object) -> None:
     with socket.socket(socket.AF_UNIX) as sock:
         assert accept_queue(sock) is None
+
+
+class _Named:
+    """Stands in for a listening socket bound to a wildcard address (tests never bind one)."""
+
+    def __init__(self, name: object) -> None:
+        self.name = name
+
+    def getsockname(self) -> object:
+        return self.name
+
+
+def test_shared_local_address(tmp_path: Path) -> None:
+    with _listener() as listener:
+        assert shared_local_address(listener) == ("127.0.0.1", listener.getsockname()[1])
+    with socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(str(tmp_path / "s"))
+        assert shared_local_address(unix) == (str(tmp_path / "s"), None)
+    for name, expected in [
+        (("0.0.0.0", 80), None),
+        (("::", 80, 0, 0), None),
+        (("::1", 80, 0, 0), ("::1", 80)),
+        (("fe80::1%eth0", 80, 0, 2), ("fe80::1%eth0", 80)),
+        (b"\0abstract", None),
+        ("", None),
+    ]:
+        assert shared_local_address(_Named(name)) == expected  # type: ignore[arg-type]
 
 
 def test_defer_accept_queues_a_connection_only_once_it_sends() -> None:

@@ -95,14 +95,16 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only look-alikes.
         self.transport = cast(asyncio.Transport, transport)
-        peer = self.transport.get_extra_info("peername")
-        if isinstance(peer, tuple):
-            self.client = (str(peer[0]), int(peer[1]))
-        local = transport.get_extra_info("sockname")
-        if isinstance(local, tuple):
-            self.server = (str(local[0]), int(local[1]))
-        elif isinstance(local, str):
-            self.server = (local, None)
+        if self.client is None:  # else the listener gave what accept() returned
+            peer = self.transport.get_extra_info("peername")
+            if isinstance(peer, tuple):
+                self.client = (str(peer[0]), int(peer[1]))
+        if self.server is None:  # else the listener's, when all its connections share it
+            local = transport.get_extra_info("sockname")
+            if isinstance(local, tuple):
+                self.server = (str(local[0]), int(local[1]))
+            elif isinstance(local, str):
+                self.server = (local, None)
         trusted = self.settings.trusted
         if trusted is not None:
             self._peer_trusted = trusted.trusts(self.client[0] if self.client else None)
