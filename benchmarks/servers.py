@@ -182,18 +182,19 @@ def _stop(proc: subprocess.Popen[bytes], label: str) -> None:
 
 
 @contextmanager
-def serving(spec: ServerSpec, workers: int, log: Path) -> Iterator[int]:
-    """Run the server described by ``spec`` while the block runs; yields its port.
+def serving(spec: ServerSpec, workers: int, log: Path, cpus: str | None = None) -> Iterator[int]:
+    """Run the server described by ``spec`` while the block runs; yields its port. ``cpus``
+    (a ``taskset -c`` list) pins the server and its workers to those CPUs.
 
     Raises ServerFailed when it does not come up within BOOT_TIMEOUT.
     """
-    with serving_process(spec, workers, log) as (port, _):
+    with serving_process(spec, workers, log, cpus) as (port, _):
         yield port
 
 
 @contextmanager
 def serving_process(
-    spec: ServerSpec, workers: int, log: Path
+    spec: ServerSpec, workers: int, log: Path, cpus: str | None = None
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """:func:`serving`, also yielding the server's process: the leader of a new session, so
     its workers are the processes of that session."""
@@ -201,8 +202,9 @@ def serving_process(
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
+        pin = ["taskset", "-c", cpus] if cpus else []  # taskset execs: the pid stays the server's
         proc = subprocess.Popen(
-            spec.argv(port, workers),
+            [*pin, *spec.argv(port, workers)],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -29,6 +29,10 @@ load generator's busiest process's share of a core: near 1.0, the client rather 
 may have set the rate. ``--ws-only`` runs just these and writes ``throughput-ws.json``
 (``throughput-ws-quick.json``), leaving the full results alone.
 
+On a machine with cores to spare, keep the load generator off the servers' cores:
+``--server-cpus 0-7 --wrk-cpus 8-15 --wrk-threads 4 --connections 256 --workers 8`` (taskset
+lists; the servers' workers inherit the pinning).
+
 Then memory (RSS from /proc) and the time for 8 workers to be ready. Results go to
 ``benchmarks/results/throughput.json``; a run of other ``--pairs`` or ``--workers`` writes
 ``throughput-partial.json`` instead. The exit status is 1 when a verdict fails.
@@ -117,9 +121,20 @@ MODES = ("keep-alive", "close")
 LOGS = ROOT / "benchmarks" / "results" / "logs"
 
 
-def wrk(port: int, path: str, mode: str, duration: float, connections: int) -> float:
-    """Requests per second wrk measured."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s"]
+def wrk(
+    port: int,
+    path: str,
+    mode: str,
+    duration: float,
+    connections: int,
+    *,
+    threads: int = 1,
+    cpus: str | None = None,
+) -> float:
+    """Requests per second wrk measured (``threads`` wrk threads, pinned to ``cpus``, a
+    ``taskset -c`` list, when given)."""
+    pin = ["taskset", "-c", cpus] if cpus else []
+    command = [*pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s"]
     if mode == "close":
         command += ["-H", "Connection: close"]
     out = subprocess.run(
@@ -135,9 +150,11 @@ def wrk(port: int, path: str, mode: str, duration: float, connections: int) -> f
 def measure(
     spec: ServerSpec, workers: int, path: str, mode: str, args: argparse.Namespace
 ) -> float:
-    with serving(spec, workers, LOGS / f"throughput-{spec.key}.log") as port:
-        wrk(port, path, mode, 1, args.connections)  # warm-up: imports, caches, first accepts
-        return wrk(port, path, mode, args.duration, args.connections)
+    load = {"threads": args.wrk_threads, "cpus": args.wrk_cpus}
+    log = LOGS / f"throughput-{spec.key}.log"
+    with serving(spec, workers, log, args.server_cpus) as port:
+        wrk(port, path, mode, 1, args.connections, **load)  # warm-up: imports, first accepts
+        return wrk(port, path, mode, args.duration, args.connections, **load)
 
 
 def compare(pair: Pair, args: argparse.Namespace) -> list[dict[str, object]]:
@@ -291,16 +308,16 @@ def memory_and_start() -> dict[str, float]:
         proc.wait(30)
     command = [sys.executable, "-m", "asgisup", app, "--port", "0", "--workers", "8", *FAST]
     started = time.monotonic()
-    proc = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
+    eight = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    assert eight.stderr is not None
     ready = 0
-    for line in proc.stderr:
+    for line in eight.stderr:
         ready += " ready" in line
         if ready == 8:
             break
     out["asgisup_8_workers_ready_s"] = time.monotonic() - started
-    proc.terminate()
-    proc.wait(30)
+    eight.terminate()
+    eight.wait(30)
     return out
 
 
@@ -314,6 +331,9 @@ def main() -> bool:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--wrk-cpus", help="pin wrk to these CPUs (taskset -c list: 8-15)")
+    parser.add_argument("--server-cpus", help="pin the servers to these CPUs (0-7)")
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2])
     parser.add_argument("--pairs", default=DEFAULT_PAIRS, help="which pairs, by index")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s, 1 worker")
