@@ -130,8 +130,9 @@ def or_auto(kind: Kind) -> Kind:
             return "auto"
         return kind.convert(value)
 
+    metavar = "{" + kind.metavar + ",auto}"
     return dataclasses.replace(
-        kind, accepted=f"{kind.accepted} or 'auto'", convert=convert, metavar="{INT,auto}"
+        kind, accepted=f"{kind.accepted} or 'auto'", convert=convert, metavar=metavar
     )
 
 
