@@ -70,6 +70,12 @@ class Slot:
         """How long the worker's event loop has not beaten."""
         return max(0.0, now - self.heartbeat)
 
+    def latest_request(self, now: float) -> str:
+        """The request a blocked loop is likely stuck in, for the watchdog's message."""
+        if not self.request:
+            return " before its first request"
+        return f"; its latest request: {self.request}, started {now - self.request_at:.1f}s ago"
+
 
 class Scoreboard:
     """``slots`` slots in memory shared with every process forked after it was made."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -256,3 +259,32 @@ def test_rolling_restart_replaces_one_worker_at_a_time_and_can_be_abandoned() ->
     assert rolling.abandon(21)  # the replacement failed: the restart is given up
     assert rolling.next(workers, generation=2) is None
     assert not rolling.abandon(22)  # a replacement outside any restart
+
+
+def test_worker_handle_stops_once_and_keeps_the_earliest_kill_deadline() -> None:
+    from asgisup.supervisor.handles import WorkerHandle
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    handle = WorkerHandle(0, child.pid, 0, 1, None, 0.0)
+    try:
+        handle.stop(100.0)
+        assert handle.stopping and handle.kill_at == 100.0
+        handle.stop(50.0)
+        handle.stop(80.0)
+        assert handle.kill_at == 50.0
+        assert child.wait(30) == -signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_worker_handle_kill_leaves_no_deadline() -> None:
+    from asgisup.supervisor.handles import WorkerHandle
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    handle = WorkerHandle(0, child.pid, 0, 1, None, 0.0)
+    handle.kill_at = 5.0
+    handle.kill()
+    assert handle.kill_at is None
+    assert child.wait(30) == -signal.SIGKILL

@@ -79,3 +79,17 @@ def test_a_writer_killed_mid_write_does_not_hang_the_reader() -> None:
     board._map[0:4] = (7).to_bytes(4, sys.byteorder)  # odd: a write that never finished
     assert board.read(index).generation == 1  # returned after bounded retries
     board.close()
+
+
+def test_latest_request_names_what_a_blocked_loop_is_likely_stuck_in() -> None:
+    board = Scoreboard(1)
+    try:
+        index = board.claim(1, 0)
+        assert board.read(index).latest_request(10.0) == " before its first request"
+        writer = board.writer(index)
+        writer.serving("GET", "/slow", 7.5)
+        assert board.read(index).latest_request(10.0) == (
+            "; its latest request: GET /slow, started 2.5s ago"
+        )
+    finally:
+        board.close()

@@ -34,7 +34,7 @@ from asgisup.config import Config
 from asgisup.errors import BootError
 from asgisup.logs import reopen_log_files
 from asgisup.proctitle import app_name
-from asgisup.scoreboard import Scoreboard, Slot
+from asgisup.scoreboard import Scoreboard
 from asgisup.sockinfo import accept_queue
 from asgisup.supervisor.control import ControlServer, bind_endpoint, control_socket_path
 from asgisup.supervisor.figures import take_snapshot
@@ -171,7 +171,7 @@ class Supervisor:
             elif signum == signal.SIGUSR1:
                 reopen_log_files()
                 for handle in self.workers.values():
-                    self._signal_worker(handle, signal.SIGUSR1)
+                    handle.signal(signal.SIGUSR1)
                 logger.info("SIGUSR1: log files reopened")
 
     def _begin_rolling_restart(self) -> None:
@@ -230,7 +230,7 @@ class Supervisor:
                 self._replacement_failed(handle, f"was not ready after {limit:g}s")
             self._count("boot_timeout")
             handle.retiring = handle.stopping = True
-            self._signal_worker(handle, signal.SIGKILL)
+            handle.signal(signal.SIGKILL)
 
     def _check_ready(self, handle: WorkerHandle, now: float) -> None:
         slot = self.board.read(handle.slot)
@@ -243,7 +243,7 @@ class Supervisor:
                 handle.name,
                 blocked,
                 limit,
-                _latest_request(slot, now),
+                slot.latest_request(now),
             )
             handle.retiring = True
             self._count("watchdog")
@@ -358,11 +358,7 @@ class Supervisor:
         """SIGTERM now, SIGKILL at the deadline (its drain time unless ``grace`` is given)."""
         if grace is None:
             grace = self.config.timeout_graceful_shutdown + STOP_MARGIN
-        if not handle.stopping:
-            handle.stopping = True
-            self._signal_worker(handle, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        handle.kill_at = deadline if handle.kill_at is None else min(handle.kill_at, deadline)
+        handle.stop(time.monotonic() + grace)
 
     def _selector_wait(self) -> None:
         timeout = TICK
@@ -471,9 +467,8 @@ class Supervisor:
         for handle in self.workers.values():
             if handle.kill_at is not None and now >= handle.kill_at:
                 logger.warning("%s did not stop in time; killing it", handle.name)
-                handle.kill_at = None
                 self._forced = self._forced or self._stopping
-                self._signal_worker(handle, signal.SIGKILL)
+                handle.kill()
 
     def _watch_queue(self, now: float) -> None:
         """Sample the shared accept queue about once a second."""
@@ -489,13 +484,7 @@ class Supervisor:
     def _kill_all(self) -> None:
         self._forced = True
         for handle in self.workers.values():
-            handle.kill_at = None
-            self._signal_worker(handle, signal.SIGKILL)
-
-    @staticmethod
-    def _signal_worker(handle: WorkerHandle, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(handle.pid, signum)
+            handle.kill()
 
     def _close(self) -> None:
         self.control.close()
@@ -508,9 +497,3 @@ class Supervisor:
         for fd in (self._lifeline_r, self._lifeline_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-
-def _latest_request(slot: Slot, now: float) -> str:
-    if not slot.request:
-        return " before its first request"
-    return f"; its latest request: {slot.request}, started {now - slot.request_at:.1f}s ago"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
@@ -26,6 +27,23 @@ class WorkerHandle:
     @property
     def name(self) -> str:
         return f"Worker {self.index + 1} [pid {self.pid}]"
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum``; a worker already gone is reaped by the supervisor's loop."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+    def stop(self, deadline: float) -> None:
+        """SIGTERM (once), and SIGKILL due at ``deadline`` or at an earlier one already set."""
+        if not self.stopping:
+            self.stopping = True
+            self.signal(signal.SIGTERM)
+        self.kill_at = deadline if self.kill_at is None else min(self.kill_at, deadline)
+
+    def kill(self) -> None:
+        """SIGKILL now; no deadline is left pending."""
+        self.kill_at = None
+        self.signal(signal.SIGKILL)
 
 
 def describe_exit(status: int) -> str:
