@@ -181,6 +181,12 @@ def _stop(proc: subprocess.Popen[bytes], label: str) -> None:
     proc.wait()
 
 
+def pinned(cpus: str | None) -> list[str]:
+    """The ``taskset -c`` prefix that runs a command on ``cpus`` (nothing for None); taskset
+    execs, so the pid is the command's."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
 @contextmanager
 def serving(spec: ServerSpec, workers: int, log: Path, cpus: str | None = None) -> Iterator[int]:
     """Run the server described by ``spec`` while the block runs; yields its port. ``cpus``
@@ -202,9 +208,8 @@ def serving_process(
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
-        pin = ["taskset", "-c", cpus] if cpus else []  # taskset execs: the pid stays the server's
         proc = subprocess.Popen(
-            [*pin, *spec.argv(port, workers)],
+            [*pinned(cpus), *spec.argv(port, workers)],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

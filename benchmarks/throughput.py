@@ -14,9 +14,9 @@ the per-round ratio A/B, so slow drift of a noisy machine hits both sides alike.
 
 Pairs: asgisup vs uvicorn with httptools + uvloop, the same with h11 + asyncio, and asgisup
 with ``--max-inflight 64`` vs no ceiling (both ``--defer-accept 0``, so only the ceiling
-differs); ``--pairs 3`` runs asgisup against itself, which
-shows how far from 1.0 the ratio of two equal servers strays on the machine at hand;
-``--pairs 4`` measures what ``--defer-accept`` costs (asgisup with it against without it).
+differs); ``--pairs 3`` runs asgisup against itself, which shows how far from 1.0 the ratio of
+two equal servers strays on the machine at hand; ``--pairs 4`` measures what
+``--defer-accept`` costs (asgisup with it against without it).
 
 WebSocket echo, messages per second: benchmarks.wsload (closed loop, 16 connections, each
 sending a message and waiting for its echo) against ``/ws`` of benchmarks.refapp, 1 worker,
@@ -53,10 +53,11 @@ from pathlib import Path
 from typing import cast
 
 from benchmarks import wsload
-from benchmarks.servers import ROOT, ServerFailed, ServerSpec, serving
+from benchmarks.servers import ROOT, ServerFailed, ServerSpec, pinned, serving
 
 FAST = ("--http", "httptools", "--loop", "uvloop")
 PURE = ("--http", "h11", "--loop", "asyncio")
+NO_DEFER = (*FAST, "--defer-accept", "0")
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,8 @@ PAIRS = (
     # pair measures the admission machinery; --pairs 4 measures deferring.
     Pair(
         "asgisup --max-inflight 64 / no ceiling",
-        ServerSpec("asgisup-c64", "asgisup", 64, (*FAST, "--defer-accept", "0")),
-        ServerSpec("asgisup-c0", "asgisup", 0, (*FAST, "--defer-accept", "0")),
+        ServerSpec("asgisup-c64", "asgisup", 64, NO_DEFER),
+        ServerSpec("asgisup-c0", "asgisup", 0, NO_DEFER),
         0.97,
     ),
     # Not run by default (--pairs 3): the same server as A and B, so the ratio shows what
@@ -100,7 +101,7 @@ PAIRS = (
     Pair(
         "asgisup --defer-accept 30 / --defer-accept 0",
         ServerSpec("asgisup-defer30", "asgisup", 0, (*FAST, "--defer-accept", "30")),
-        ServerSpec("asgisup-defer0", "asgisup", 0, (*FAST, "--defer-accept", "0")),
+        ServerSpec("asgisup-defer0", "asgisup", 0, NO_DEFER),
         0.97,
     ),
 )
@@ -133,8 +134,7 @@ def wrk(
 ) -> float:
     """Requests per second wrk measured (``threads`` wrk threads, pinned to ``cpus``, a
     ``taskset -c`` list, when given)."""
-    pin = ["taskset", "-c", cpus] if cpus else []
-    command = [*pin, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s"]
+    command = [*pinned(cpus), "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s"]
     if mode == "close":
         command += ["-H", "Connection: close"]
     out = subprocess.run(
