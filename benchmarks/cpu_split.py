@@ -17,6 +17,15 @@ part that is its own. This runs wrk against asgisup and uvicorn (httptools + uvl
 CPU times come from ``/proc/PID/stat`` (fields read after the closing parenthesis of the
 process name, which has spaces in asgisup's process titles) and from wrk's rusage.
 
+Where ``perf`` can count kernel events (Linux, ``perf_event_paranoid`` permitting; Debian:
+``apt-get install linux-perf``), two more columns, per request, over the server's processes:
+
+- ``turns``: the event loops' waits for events (``epoll_wait``/``epoll_pwait`` calls), so
+  1.0 is a loop iteration per request and 0.1 is ten requests per iteration;
+- ``cs``: context switches.
+
+Without perf those columns show ``-``.
+
     .venv/bin/python -m benchmarks.cpu_split [--workers 2] [--mode close] [--rounds 3]
         [--defer-accept 30]
 
@@ -29,7 +38,12 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
+import signal
 import statistics
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from benchmarks.servers import ServerSpec, proc_stats, serving_process
 from benchmarks.throughput import FAST, LOGS, wrk
@@ -51,6 +65,37 @@ def session_cpu(leader: int) -> tuple[float, float]:
     return user, system
 
 
+# perf stat event -> column; a wait for events is either system call, depending on the loop.
+PERF_EVENTS = {
+    "syscalls:sys_enter_epoll_wait": "turns",
+    "syscalls:sys_enter_epoll_pwait": "turns",
+    "context-switches": "cs",
+}
+
+
+@contextmanager
+def perf_counts(leader: int) -> Iterator[dict[str, float]]:
+    """Counts of PERF_EVENTS over the processes of the session led by ``leader``, filled in
+    when the block ends; left empty when perf is missing or may not count."""
+    counts: dict[str, float] = {}
+    pids = [str(pid) for pid, fields in proc_stats() if int(fields[3]) == leader]
+    if shutil.which("perf") is None or not pids:
+        yield counts
+        return
+    command = ["perf", "stat", "-x", ",", "-e", ",".join(PERF_EVENTS), "-p", ",".join(pids)]
+    perf = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        yield counts
+    finally:
+        perf.send_signal(signal.SIGINT)
+        _, report = perf.communicate(timeout=30)
+    for line in report.splitlines():  # value,unit,event,...; "<not supported>" and the like
+        value, _, event = line.split(",")[:3]
+        if event in PERF_EVENTS and value.isdigit():
+            column = PERF_EVENTS[event]
+            counts[column] = counts.get(column, 0.0) + int(value)
+
+
 def machine_times() -> tuple[int, int, int]:
     """Idle, interrupt (hard and soft) and total ticks of all cores, from ``/proc/stat``."""
     with open("/proc/stat") as stat:
@@ -65,10 +110,11 @@ def measure(spec: ServerSpec, args: argparse.Namespace) -> dict[str, float]:
         user0, sys0 = session_cpu(proc.pid)
         child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         idle0, irq0, total0 = machine_times()
-        rate = wrk(port, "/hello", args.mode, args.duration, args.connections)
-        idle1, irq1, total1 = machine_times()
-        child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        user1, sys1 = session_cpu(proc.pid)
+        with perf_counts(proc.pid) as counts:
+            rate = wrk(port, "/hello", args.mode, args.duration, args.connections)
+            idle1, irq1, total1 = machine_times()
+            child1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk's, before perf's
+            user1, sys1 = session_cpu(proc.pid)
     requests = rate * args.duration
     client = (child1.ru_utime - child0.ru_utime) + (child1.ru_stime - child0.ru_stime)
     return {
@@ -79,6 +125,7 @@ def measure(spec: ServerSpec, args: argparse.Namespace) -> dict[str, float]:
         "busy": ((user1 - user0) + (sys1 - sys0) + client) / args.duration / os.cpu_count(),
         "idle": (idle1 - idle0) / max(1, total1 - total0),
         "irq": (irq1 - irq0) / max(1, total1 - total0),
+        **{column: count / requests for column, count in counts.items()},
     }
 
 
@@ -103,17 +150,20 @@ def main() -> None:
         f"{args.workers} worker(s), {args.mode}, wrk -t1 -c{args.connections}, {args.rounds} "
         f"rounds of {args.duration:g} s, medians; CPU in microseconds per request"
     )
-    columns = ("req/s", "user", "sys", "wrk", "total", "busy", "idle", "irq")
-    widths = (8, 7, 7, 7, 7, 6, 6, 6)
+    columns = ("req/s", "user", "sys", "wrk", "total", "busy", "idle", "irq", "turns", "cs")
+    widths = (8, 7, 7, 7, 7, 6, 6, 6, 6, 6)
     heads = (f"{name:>{width}}" for name, width in zip(columns, widths, strict=True))
     print(f"{'server':28}", *heads)
     for label, rows in results.items():
         med = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
         total = med["user_us"] + med["sys_us"] + med["wrk_us"]
+        counted = " ".join(
+            f"{med[column]:6.2f}" if column in med else f"{'-':>6}" for column in ("turns", "cs")
+        )
         print(
             f"{label:28} {med['rate']:8.0f} {med['user_us']:7.1f} {med['sys_us']:7.1f} "
             f"{med['wrk_us']:7.1f} {total:7.1f} {med['busy']:6.2f} "
-            f"{med['idle']:6.2f} {med['irq']:6.2f}"
+            f"{med['idle']:6.2f} {med['irq']:6.2f} {counted}"
         )
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from asgisup.supervisor.policy import (
     recycle_reason,
     request_limit,
 )
+from tests.wsframes import frame
 
 
 def _no_queue() -> int:
@@ -288,3 +290,89 @@ def test_worker_handle_kill_leaves_no_deadline() -> None:
     handle.kill()
     assert handle.kill_at is None
     assert child.wait(30) == -signal.SIGKILL
+
+
+async def test_on_a_unix_socket_the_share_is_everything_alone_and_one_shared(
+    tmp_path: Path,
+) -> None:
+    """The kernel cannot count a Unix socket's queue: alone, a worker accepts until none is
+    left (at most ACCEPT_BATCH); shared, one per wake-up."""
+    import asyncio
+
+    from asgisup.protocols.http.settings import HttpSettings
+    from asgisup.worker.listener import ACCEPT_BATCH, Listener
+
+    loop = asyncio.get_running_loop()
+    settings = HttpSettings(app=None, parser=lambda: None)  # type: ignore[arg-type, return-value]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "s"))
+        sock.listen(8)
+        assert Listener(loop, sock, Admission(0), settings, workers=1)._share() == ACCEPT_BATCH
+        assert Listener(loop, sock, Admission(0), settings, workers=2)._share() == 1
+
+
+async def test_the_listener_tracks_app_calls_until_they_return() -> None:
+    """A graceful stop waits for the app calls in ``app_tasks``: each is there from its
+    request until the app returns (after the response, for an app that goes on), and gone
+    after (the set does not grow with the requests served). WebSockets alike."""
+    import asyncio
+
+    from asgisup.protocols.http.parsers import HttptoolsParser
+    from asgisup.protocols.http.settings import HttpSettings
+    from asgisup.protocols.websocket.engines import engine_factory
+    from asgisup.protocols.websocket.session import WsSettings
+    from asgisup.worker.listener import Listener
+
+    go_on = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        if scope["path"] == "/linger":
+            await go_on.wait()
+
+    loop = asyncio.get_running_loop()
+    engine = engine_factory("wsproto")
+    assert engine is not None
+    ws = WsSettings(engine=engine, ping_interval=0)
+    settings = HttpSettings(app=app, parser=HttptoolsParser, access_log=False, ws=ws)
+    with _listener() as sock:
+        sock.setblocking(False)  # as in a worker: accept() until none is left
+        listener = Listener(loop, sock, Admission(0), settings)
+        listener.start()
+        reader, writer = await asyncio.open_connection(*sock.getsockname())
+        try:
+            for path in ("/a", "/b", "/c", "/linger"):
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+                await reader.readuntil(b"\r\n\r\nok")
+            for _ in range(100):  # the last app call is still running
+                await asyncio.sleep(0)
+            assert len(listener.app_tasks) == 1
+            (lingering,) = listener.app_tasks
+            go_on.set()
+            await lingering
+            assert not listener.app_tasks
+            ws_reader, ws_writer = await asyncio.open_connection(*sock.getsockname())
+            ws_writer.write(
+                b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            assert (await ws_reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+            await ws_reader.readexactly(4)  # the close frame: 0x88, length 2, code 1000
+            ws_writer.write(frame(0x8, b"\x03\xe8"))  # the client's close frame, 1000
+            assert await ws_reader.read() == b""  # the server closed the connection
+            ws_writer.close()
+            for _ in range(100):
+                if not listener.app_tasks:
+                    break
+                await asyncio.sleep(0.01)
+            assert not listener.app_tasks
+        finally:
+            writer.close()
+            listener.drain()
+            await listener.wait_closed()
