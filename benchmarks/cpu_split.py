@@ -71,6 +71,7 @@ PERF_EVENTS = {
     "syscalls:sys_enter_epoll_pwait": "turns",
     "context-switches": "cs",
 }
+PERF_COLUMNS = tuple(dict.fromkeys(PERF_EVENTS.values()))
 
 
 @contextmanager
@@ -90,7 +91,10 @@ def perf_counts(leader: int) -> Iterator[dict[str, float]]:
         perf.send_signal(signal.SIGINT)
         _, report = perf.communicate(timeout=30)
     for line in report.splitlines():  # value,unit,event,...; "<not supported>" and the like
-        value, _, event = line.split(",")[:3]
+        fields = line.split(",")
+        if len(fields) < 3:
+            continue  # perf's own messages (a pid that exited, a refused event)
+        value, event = fields[0], fields[2]
         if event in PERF_EVENTS and value.isdigit():
             column = PERF_EVENTS[event]
             counts[column] = counts.get(column, 0.0) + int(value)
@@ -150,15 +154,15 @@ def main() -> None:
         f"{args.workers} worker(s), {args.mode}, wrk -t1 -c{args.connections}, {args.rounds} "
         f"rounds of {args.duration:g} s, medians; CPU in microseconds per request"
     )
-    columns = ("req/s", "user", "sys", "wrk", "total", "busy", "idle", "irq", "turns", "cs")
-    widths = (8, 7, 7, 7, 7, 6, 6, 6, 6, 6)
+    columns = ("req/s", "user", "sys", "wrk", "total", "busy", "idle", "irq", *PERF_COLUMNS)
+    widths = (8, 7, 7, 7, 7, 6, 6, 6, *(6 for _ in PERF_COLUMNS))
     heads = (f"{name:>{width}}" for name, width in zip(columns, widths, strict=True))
     print(f"{'server':28}", *heads)
     for label, rows in results.items():
         med = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
         total = med["user_us"] + med["sys_us"] + med["wrk_us"]
         counted = " ".join(
-            f"{med[column]:6.2f}" if column in med else f"{'-':>6}" for column in ("turns", "cs")
+            f"{med[column]:6.2f}" if column in med else f"{'-':>6}" for column in PERF_COLUMNS
         )
         print(
             f"{label:28} {med['rate']:8.0f} {med['user_us']:7.1f} {med['sys_us']:7.1f} "

@@ -350,7 +350,7 @@ async def test_the_listener_tracks_app_calls_until_they_return() -> None:
             for path in ("/a", "/b", "/c", "/linger"):
                 writer.write(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
                 await reader.readuntil(b"\r\n\r\nok")
-            for _ in range(100):  # the last app call is still running
+            for _ in range(100):  # let the ended calls be forgotten; the last one still runs
                 await asyncio.sleep(0)
             assert len(listener.app_tasks) == 1
             (lingering,) = listener.app_tasks
