@@ -27,8 +27,8 @@ _CLASSES = 5  # responses by status class: 1xx .. 5xx
 _N_BUCKETS = len(LATENCY_BUCKETS) + 1
 # seq, pid, generation, state, load, ceiling, accepted, requests, heartbeat, request_at,
 # request, full_seconds, latency_sum, responses by class, latency buckets (not cumulative),
-# open websockets
-_SLOT = struct.Struct(f"=IiIIIIQQdd96sdd{_CLASSES}Q{_N_BUCKETS}QI")
+# open websockets, open connections
+_SLOT = struct.Struct(f"=IiIIIIQQdd96sdd{_CLASSES}Q{_N_BUCKETS}QII")
 _REQUEST_BYTES = 96
 # request_at and request, written alone for every request (see SlotWriter.serving)
 _REQUEST = struct.Struct(f"=d{_REQUEST_BYTES}s")
@@ -36,7 +36,13 @@ _REQUEST_OFFSET = struct.calcsize("=IiIIIIQQd")
 _SEQ = struct.Struct("=I")
 SLOT_SIZE = 320
 READ_ATTEMPTS = 1000
-assert _SLOT.size <= SLOT_SIZE
+# A worker's open connections plus one while it polls the listening socket, 0 while it does
+# not (and in a free slot); written alone on every change, read by its siblings (the balance
+# of connections between workers, docs/admission.md). An aligned 4-byte word, outside the
+# sequence lock: a reader wants a recent value, not one consistent with the other fields.
+_OPEN = struct.Struct("=I")
+_OPEN_OFFSET = SLOT_SIZE - _OPEN.size
+assert _SLOT.size <= _OPEN_OFFSET
 
 
 class State(enum.IntEnum):
@@ -65,6 +71,7 @@ class Slot:
     responses: tuple[int, ...] = (0,) * _CLASSES  # by status class, 1xx first
     latency: tuple[int, ...] = (0,) * _N_BUCKETS  # responses per LATENCY_BUCKETS bucket, +Inf last
     websockets: int = 0  # open WebSockets (they hold no slot of the ceiling)
+    connections: int = 0  # open connections, idle keep-alive ones too
 
     def blocked_for(self, now: float) -> float:
         """How long the worker's event loop has not beaten."""
@@ -143,6 +150,7 @@ class Scoreboard:
             latency_sum,
             tuple(responses),
             tuple(fields[13 + _CLASSES : 13 + _CLASSES + _N_BUCKETS]),
+            fields[-2],
             fields[-1],
         )
 
@@ -159,9 +167,12 @@ class SlotWriter:
     __slots__ = (
         "_map",
         "_offset",
+        "_open_at",
         "_seq",
+        "_siblings",
         "accepted",
         "ceiling",
+        "connections",
         "full_seconds",
         "generation",
         "heartbeat",
@@ -180,6 +191,12 @@ class SlotWriter:
     def __init__(self, board: Scoreboard, index: int) -> None:
         self._map = board._map
         self._offset = index * SLOT_SIZE
+        self._open_at = self._offset + _OPEN_OFFSET
+        # Every other slot's open-connections word in one unpack (fewest_open).
+        word = f"{_OPEN_OFFSET}xI"
+        self._siblings = struct.Struct(
+            f"={word * index}{SLOT_SIZE}x{word * (board.slots - index - 1)}"
+        )
         (self._seq,) = _SEQ.unpack_from(self._map, self._offset)
         self._seq += self._seq & 1
         self.pid = 0
@@ -197,6 +214,7 @@ class SlotWriter:
         self.responses = [0] * _CLASSES
         self.latency = [0] * _N_BUCKETS
         self.websockets = 0
+        self.connections = 0
 
     def adopt(self) -> None:
         """In the worker: take over what the supervisor wrote at claim time."""
@@ -217,6 +235,17 @@ class SlotWriter:
         self.request_at = now
         self.request = f"{method} {path}".encode("utf-8", "replace")[:_REQUEST_BYTES]
         _REQUEST.pack_into(self._map, self._offset + _REQUEST_OFFSET, now, self.request)
+
+    def polling(self, connections: int | None) -> None:
+        """Publish this worker's open connections while it polls the listening socket; None
+        while it does not."""
+        _OPEN.pack_into(self._map, self._open_at, 0 if connections is None else connections + 1)
+
+    def fewest_open(self) -> int | None:
+        """The fewest open connections among the siblings polling the listening socket, or
+        None when none polls."""
+        words = [word for word in self._siblings.unpack_from(self._map) if word]
+        return min(words) - 1 if words else None
 
     def responded(self, status: int, seconds: float) -> None:
         """Count a response (published with the next heartbeat)."""
@@ -247,6 +276,7 @@ class SlotWriter:
             *self.responses,
             *self.latency,
             self.websockets,
+            self.connections,
         )
         self._seq = busy + 1
         _SEQ.pack_into(self._map, self._offset, self._seq)

@@ -8,6 +8,7 @@ under wrk with a new connection per request:
 - ``no-task``: the same, with the ``connect_accepted_socket`` coroutine driven by hand.
 
     .venv/bin/python -m benchmarks.accept_path [--rounds 3] [--duration 3] [--workers 1]
+        [--connections 32]
 
 With ``--workers 2`` the server forks after ``listen()`` and two processes poll the socket,
 each woken for every connection (the herd of DESIGN.md), as with asgisup's workers.
@@ -84,7 +85,7 @@ async def serve(mode: str, sock: socket.socket) -> None:
     await asyncio.Event().wait()
 
 
-def measure(mode: str, duration: float, workers: int) -> float:
+def measure(mode: str, duration: float, workers: int, connections: int) -> float:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.accept_path", "--serve", mode, str(port), str(workers)],
@@ -98,7 +99,7 @@ def measure(mode: str, duration: float, workers: int) -> float:
                 break
             except OSError:
                 time.sleep(0.05)
-        return wrk(port, "/", "close", duration, 32)
+        return wrk(port, "/", "close", duration, connections)
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the workers forked from it too
         server.wait(10)
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the socket")
+    parser.add_argument("--connections", type=int, default=32, help="wrk's connections")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)  # MODE PORT WORKERS
     args = parser.parse_args()
     if args.serve:
@@ -124,7 +126,7 @@ def main() -> None:
     results: dict[str, list[float]] = {mode: [] for mode in MODES}
     for _ in range(args.rounds):
         for mode in MODES:
-            results[mode].append(measure(mode, args.duration, args.workers))
+            results[mode].append(measure(mode, args.duration, args.workers, args.connections))
     for mode, rates in results.items():
         rounds = ", ".join(f"{rate:.0f}" for rate in rates)
         print(f"{mode:8} {statistics.median(rates):8.0f} req/s (rounds {rounds})")

@@ -200,17 +200,18 @@ def serving(spec: ServerSpec, workers: int, log: Path, cpus: str | None = None) 
 
 @contextmanager
 def serving_process(
-    spec: ServerSpec, workers: int, log: Path, cpus: str | None = None
+    spec: ServerSpec, workers: int, log: Path, cpus: str | None = None, cwd: Path = ROOT
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """:func:`serving`, also yielding the server's process: the leader of a new session, so
-    its workers are the processes of that session."""
+    its workers are the processes of that session. ``cwd`` is where it runs: another
+    checkout of asgisup runs its own code there (``python -m`` looks in the cwd first)."""
     port = free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [*pinned(cpus), *spec.argv(port, workers)],
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -227,3 +228,35 @@ def test_silent_connection_is_accepted_without_a_ceiling() -> None:
         with socket.create_connection(_address(server), timeout=20) as silent:
             assert silent.recv(1024) == b""  # closed by the worker, not left waiting
         assert server.stop() == 0
+
+
+def _pid_over(sock: socket.socket) -> int:
+    """Which worker serves this keep-alive connection (it stays open)."""
+    sock.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n\r\n")
+    return int(json.loads(_read_response(sock)[1])["pid"])
+
+
+def test_new_connections_go_to_the_worker_with_far_fewer() -> None:
+    """No ceiling, 2 workers. While B is stopped, 24 keep-alive connections all go to A (A
+    does not wait for good on a sibling that takes nothing). Once B runs again, A leaves new
+    connections to B while it holds more than twice B's plus 2: 8 new ones go to B."""
+    with ServerProcess("tests.apps:app", "--workers", "2").start(wait_ready=2) as server:
+        a, b = server.ready_pids
+        held: list[socket.socket] = []
+        try:
+            os.kill(b, signal.SIGSTOP)
+            try:
+                for _ in range(24):
+                    held.append(socket.create_connection(_address(server), timeout=30))
+                    assert _pid_over(held[-1]) == a
+            finally:
+                os.kill(b, signal.SIGCONT)
+            pids = []
+            for _ in range(8):  # one at a time: each is served before the next connects
+                held.append(socket.create_connection(_address(server), timeout=30))
+                pids.append(_pid_over(held[-1]))
+            # Each goes to B unless B's loop takes over 2 ms to accept it; one such is allowed.
+            assert pids.count(b) >= 7, pids
+        finally:
+            for sock in held:
+                sock.close()

@@ -376,3 +376,109 @@ async def test_the_listener_tracks_app_calls_until_they_return() -> None:
             writer.close()
             listener.drain()
             await listener.wait_closed()
+
+
+async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> None:
+    """With siblings, a worker woken while it holds more than twice the connections of the
+    sibling with the fewest that polls (plus 2) leaves the queue to it for a moment, and
+    takes what waits once that sibling took nothing in that time."""
+    import asyncio
+
+    from asgisup.protocols.http.settings import HttpSettings
+    from asgisup.scoreboard import Scoreboard
+    from asgisup.worker.listener import Listener
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("no request is sent")
+
+    loop = asyncio.get_running_loop()
+    settings = HttpSettings(app=app, parser=lambda: None)  # type: ignore[arg-type, return-value]
+    board = Scoreboard(4)
+    mine, sibling = board.writer(0), board.writer(1)
+    held = [object() for _ in range(6)]  # stand-ins for the connections this worker holds
+    with _listener(backlog=16) as sock:
+        sock.setblocking(False)
+        listener = Listener(loop, sock, Admission(0), settings, slot=mine, workers=2)
+        listener.start()
+        assert sibling.fewest_open() == 0  # it publishes its connections while it polls
+        listener.connections.update(held)  # type: ignore[arg-type]
+        clients = [socket.create_connection(sock.getsockname())]
+        try:
+            _wait_depth(sock, 1)
+            sibling.polling(1)  # 6 > 2 * 1 + 2: leave it to the sibling
+            listener._on_readable()
+            assert listener.accepted == 0 and not listener._polling
+            # Its siblings still see its connections: one that saw it gone would take all.
+            assert sibling.fewest_open() == 6
+            listener._end_yield()  # the pause ends (its timer, called early)
+            listener._on_readable()  # the sibling took nothing meanwhile: take it
+            assert listener.accepted == 1
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            listener._on_readable()  # 7 connections against 1: leave it again
+            assert listener.accepted == 1 and not listener._polling
+            listener._end_yield()
+            sibling.polling(2)  # the sibling is taking connections: leave it to it still
+            listener._on_readable()
+            assert listener.accepted == 1 and not listener._polling
+            sibling.polling(3)  # 7 <= 2 * 3 + 2: balanced enough, take it
+            listener._end_yield()
+            listener._on_readable()
+            assert listener.accepted == 2 and listener._polling
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            sibling.polling(0)
+            listener._on_readable()  # 8 against 0: leave it...
+            assert not listener._polling
+            for stand_in in held:  # ...until this worker is down to 2 connections
+                listener.closed(stand_in)  # type: ignore[arg-type]
+            assert listener._polling and listener._yielded is None
+            listener._on_readable()
+            assert listener.accepted == 3
+            sibling.polling(None)  # no sibling polls: nothing to leave it to
+            listener.connections.update(held)  # type: ignore[arg-type]
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            listener._on_readable()
+            assert listener.accepted == 4
+            for stand_in in held:
+                listener.closed(stand_in)  # type: ignore[arg-type]
+            listener.abort_all()
+            listener.drain()
+            await listener.wait_closed()
+            assert sibling.fewest_open() is None  # draining: it no longer polls
+        finally:
+            for client in clients:
+                client.close()
+            board.close()
+
+
+async def test_a_stop_closes_a_connection_accepted_in_the_same_turn() -> None:
+    """drain() in the turn of the loop that accepted a connection: the connection has no
+    transport yet, and closes once it has one rather than at the keep-alive timeout."""
+    import asyncio
+
+    from asgisup.protocols.http.settings import HttpSettings
+    from asgisup.worker.listener import Listener
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("no request is sent")
+
+    loop = asyncio.get_running_loop()
+    settings = HttpSettings(
+        app=app,
+        parser=lambda: None,  # type: ignore[arg-type, return-value]
+        timeout_keep_alive=600.0,
+        timeout_request_head=600.0,
+    )
+    with _listener() as sock, socket.create_connection(sock.getsockname()) as client:
+        sock.setblocking(False)
+        _wait_depth(sock, 1)
+        listener = Listener(loop, sock, Admission(0), settings)
+        listener._on_readable()
+        (conn,) = listener.connections
+        assert conn.transport is None  # connect_accepted_socket has not run its turn
+        listener.drain()
+        await asyncio.wait_for(listener.wait_closed(), 30)
+        client.settimeout(30)
+        assert client.recv(1) == b""  # closed by the server

@@ -36,6 +36,7 @@ def test_a_forked_writer_is_seen_by_the_parent() -> None:
         writer.state = State.READY
         writer.load = 2
         writer.accepted = 5
+        writer.connections = 3
         writer.serving("GET", "/é" + "x" * 200, time.monotonic())
         writer.publish()
         os._exit(0)
@@ -43,8 +44,31 @@ def test_a_forked_writer_is_seen_by_the_parent() -> None:
     slot = board.read(index)
     assert (slot.pid, slot.generation, slot.ceiling) == (pid, 7, 2)
     assert (slot.state, slot.load, slot.accepted, slot.requests) == (State.READY, 2, 5, 1)
+    assert slot.connections == 3
     assert slot.request.startswith("GET /éxxx") and len(slot.request.encode()) <= 96
     assert 0 <= slot.blocked_for(time.monotonic()) < 60
+    board.close()
+
+
+def test_siblings_see_the_fewest_connections_of_the_workers_that_poll() -> None:
+    """Each worker publishes its open connections while it polls the listening socket; a
+    worker sees the fewest among the others, never its own, and nothing from a free slot."""
+    board = Scoreboard(5)
+    writers = [board.writer(board.claim(generation=1, ceiling=0)) for _ in range(4)]
+    assert writers[0].fewest_open() is None  # nobody polls yet
+    writers[0].polling(0)
+    assert writers[0].fewest_open() is None  # its own word does not count
+    assert writers[1].fewest_open() == 0  # a sibling with none: 0, not "nobody"
+    writers[2].polling(7)
+    writers[3].polling(4)
+    writers[0].polling(9)
+    assert [w.fewest_open() for w in writers] == [4, 4, 4, 7]
+    writers[3].polling(None)  # stops polling (full, draining)
+    assert writers[0].fewest_open() == 7
+    writers[3].publish()  # the heartbeat's write leaves the word alone
+    assert writers[0].fewest_open() == 7
+    board.free(2)  # its worker is gone
+    assert writers[0].fewest_open() is None and writers[3].fewest_open() == 9
     board.close()
 
 

@@ -49,6 +49,7 @@ def take_snapshot(
                 latency_buckets=slot.latency,
                 latency_sum=slot.latency_sum,
                 websockets=slot.websockets,
+                connections=slot.connections,
             )
         )
     return Snapshot(

@@ -35,6 +35,7 @@ class WorkerFigures:
     latency_buckets: tuple[int, ...]  # per LATENCY_BUCKETS bucket, +Inf last (not cumulative)
     latency_sum: float
     websockets: int = 0  # open; they hold no slot of the ceiling
+    connections: int = 0  # open, idle keep-alive ones too
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ def _per_worker(out: _Writer, workers: Iterable[WorkerFigures]) -> None:
          "load"),
         ("ceiling", "gauge", "The worker's in-flight ceiling (0: none).", "ceiling"),
         ("websockets", "gauge", "Open WebSockets (not counted in load).", "websockets"),
+        ("connections", "gauge", "Open connections, idle keep-alive ones too.", "connections"),
         ("heartbeat_age_seconds", "gauge", "Time since the event loop last beat.",
          "heartbeat_age"),
         ("resident_bytes", "gauge", "Resident memory.", "resident_bytes"),
@@ -183,17 +185,18 @@ def table(snapshot: Snapshot) -> str:
         f"generation {snapshot.generation}, accept queue {queue}"
         + (", stopping" if snapshot.stopping else ""),
         "",
-        f"{'worker':>6} {'pid':>8} {'gen':>4} {'state':<9} {'load':>9} {'accepted':>9} "
-        f"{'requests':>9} {'2xx':>8} {'4xx':>6} {'5xx':>6} {'full s':>8} {'beat':>6} "
-        f"{'rss MiB':>8}",
+        f"{'worker':>6} {'pid':>8} {'gen':>4} {'state':<9} {'load':>9} {'conns':>6} "
+        f"{'accepted':>9} {'requests':>9} {'2xx':>8} {'4xx':>6} {'5xx':>6} {'full s':>8} "
+        f"{'beat':>6} {'rss MiB':>8}",
     ]
     for w in sorted(snapshot.workers, key=lambda w: (w.index, w.pid)):
         load = f"{w.load}/{w.ceiling}" if w.ceiling else f"{w.load}/-"
         rss = f"{w.resident_bytes / 2**20:.0f}" if w.resident_bytes is not None else "-"
         lines.append(
-            f"{w.index:>6} {w.pid:>8} {w.generation:>4} {w.state:<9} {load:>9} {w.accepted:>9} "
-            f"{w.requests:>9} {w.responses[1]:>8} {w.responses[3]:>6} {w.responses[4]:>6} "
-            f"{w.full_seconds:>8.1f} {w.heartbeat_age:>5.1f}s {rss:>8}"
+            f"{w.index:>6} {w.pid:>8} {w.generation:>4} {w.state:<9} {load:>9} "
+            f"{w.connections:>6} {w.accepted:>9} {w.requests:>9} {w.responses[1]:>8} "
+            f"{w.responses[3]:>6} {w.responses[4]:>6} {w.full_seconds:>8.1f} "
+            f"{w.heartbeat_age:>5.1f}s {rss:>8}"
         )
     if snapshot.restarts:
         restarts = ", ".join(f"{k} {v}" for k, v in sorted(snapshot.restarts.items()))

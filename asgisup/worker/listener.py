@@ -5,7 +5,8 @@ changes the backlog for every process) and accepts up to ``backlog`` connections
 whatever this worker's load (DESIGN.md, "Facts of the platform"). Here the listening fd is
 polled only while :attr:`Admission.accepting` holds, and that is re-checked before every
 single ``accept()``; a full worker removes the fd from its loop, so the kernel keeps the
-connection in the shared accept queue for a sibling. How many a wake-up takes: ``_share``.
+connection in the shared accept queue for a sibling. How many a wake-up takes: ``_share``;
+whether it leaves them all to a sibling that holds far fewer connections: ``_should_yield``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ ACCEPT_BATCH = 64
 SLOW_SERVICE = 0.001
 # Out of fds or buffers: stop accepting this long, then try again (like trio's serve_listeners).
 RESOURCE_BACKOFF = 0.1
+# The balance of connections between workers (docs/admission.md): a worker woken while it
+# holds more than BALANCE_FACTOR times the open connections of the sibling with the fewest
+# that accepts, plus BALANCE_SLACK, stops polling for BALANCE_PAUSE seconds, or until it is
+# down to BALANCE_SLACK connections. Woken again with that sibling no fuller, it accepts:
+# the sibling's loop is busy or blocked (it still reads as accepting).
+BALANCE_FACTOR = 2
+BALANCE_SLACK = 2
+BALANCE_PAUSE = 0.002
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -82,6 +91,10 @@ class Listener:
         self._nodelay = self._tcp and not type(loop).__module__.startswith("uvloop")
         self._polling = False
         self._backoff: asyncio.TimerHandle | None = None
+        # Where siblings see this worker's open connections, and it theirs (with siblings).
+        self._balance = slot if workers > 1 else None
+        self._yielded: asyncio.TimerHandle | None = None  # leaving the queue to a sibling
+        self._yielded_to: int | None = None  # that sibling's connections when it began
         self._attaching: set[asyncio.Task[None]] = set()
         self._all_closed: asyncio.Future[None] | None = None
         self._service = ServiceTime()
@@ -134,20 +147,57 @@ class Listener:
             else:
                 self._full_total += now - self._full_since  # type: ignore[operator]
                 self._full_since = None
-        want = self.admission.accepting and self._backoff is None
+        want = self.admission.accepting and self._backoff is None and self._yielded is None
         if want != self._polling:
             if want:
                 self.loop.add_reader(self._fd, self._on_readable)
             else:
                 self.loop.remove_reader(self._fd)
             self._polling = want
+        self._publish_open()  # also when a pause ends in a drain
+
+    def _publish_open(self) -> None:
+        """Publish this worker's connections while it accepts; a pause for the balance does
+        not count as not accepting (a sibling that saw none would take everything)."""
+        if self._balance is not None:
+            accepting = self._polling or self._yielded is not None
+            self._balance.polling(len(self.connections) if accepting else None)
+
+    def _should_yield(self, balance: SlotWriter) -> bool:
+        """Whether to leave what waits to the sibling with the fewest connections that
+        accepts: this worker holds more than BALANCE_FACTOR times as many, plus
+        BALANCE_SLACK. Not when it left them already and that sibling took none meanwhile:
+        its loop is busy (or blocked), and what waits is better taken here."""
+        mine = len(self.connections)
+        if mine <= BALANCE_SLACK:
+            return False
+        fewest = balance.fewest_open()
+        if fewest is None or mine <= BALANCE_FACTOR * fewest + BALANCE_SLACK:
+            self._yielded_to = None
+            return False
+        if self._yielded_to is not None and fewest <= self._yielded_to:
+            self._yielded_to = None
+            return False
+        self._yielded_to = fewest
+        return True
+
+    def _end_yield(self) -> None:
+        if self._yielded is not None:
+            self._yielded.cancel()
+            self._yielded = None
+            self._sync()
 
     def _on_readable(self) -> None:
         """Accept this worker's share of the waiting connections, re-checking the ceiling
         before every single ``accept()`` (docs/admission.md, "Accepting", has the figures).
 
         The share is asked for after the first accept: every worker polling the socket is
-        woken for a connection, and those that find none left need not ask."""
+        woken for a connection, and those that find none left need not ask. Before any, a
+        worker that holds far more connections than a sibling leaves them to it."""
+        if self._balance is not None and self._should_yield(self._balance):
+            self._yielded = self.loop.call_later(BALANCE_PAUSE, self._end_yield)
+            self._sync()
+            return
         accepted, share = 0, 1
         while accepted < share and self.admission.accepting:
             try:
@@ -202,6 +252,7 @@ class Listener:
             conn.client = (peer[0], peer[1])
         conn.server = self._local
         self.connections.add(conn)
+        self._publish_open()
         setup = self.loop.connect_accepted_socket(lambda: conn, conn_sock, ssl=self.ssl)
         if self.ssl is not None:
             # A TLS handshake can take long: it runs in a task, which a stop can cancel.
@@ -308,5 +359,8 @@ class Listener:
 
     def closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
+        if self._yielded is not None and len(self.connections) <= BALANCE_SLACK:
+            self._end_yield()  # running out of work: take new connections again
+        self._publish_open()
         if not self.connections and self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)

@@ -288,6 +288,7 @@ class Heartbeat:
         slot.accepted = self.listener.accepted
         slot.full_seconds = self.listener.full_seconds()
         slot.websockets = self.listener.websockets
+        slot.connections = len(self.listener.connections)
         slot.publish()
 
 

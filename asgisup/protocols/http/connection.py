@@ -112,6 +112,10 @@ class HttpConnection(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         # A connection that never sends a request must not hold a slot for ever.
         self._wait_for_request()
+        if self.shutting_down:
+            # Told to stop between accept() and now (connect_accepted_socket takes a turn of
+            # the loop): idle, so it closes like the others did, not at the idle timeout.
+            self.shutdown()
 
     def data_received(self, data: bytes) -> None:
         if self._ws is not None:
