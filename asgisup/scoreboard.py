@@ -36,9 +36,9 @@ _REQUEST_OFFSET = struct.calcsize("=IiIIIIQQd")
 _SEQ = struct.Struct("=I")
 SLOT_SIZE = 320
 READ_ATTEMPTS = 1000
-# A worker's open connections plus one while it polls the listening socket, 0 while it does
-# not (and in a free slot); written alone on every change, read by its siblings (the balance
-# of connections between workers, docs/admission.md). An aligned 4-byte word, outside the
+# A worker's open connections plus one while it accepts, 0 while it does not (full,
+# draining, and in a free slot); written alone on every change, read by its siblings (the
+# balance of connections between workers, docs/admission.md). An aligned 4-byte word, outside the
 # sequence lock: a reader wants a recent value, not one consistent with the other fields.
 _OPEN = struct.Struct("=I")
 _OPEN_OFFSET = SLOT_SIZE - _OPEN.size
@@ -236,14 +236,13 @@ class SlotWriter:
         self.request = f"{method} {path}".encode("utf-8", "replace")[:_REQUEST_BYTES]
         _REQUEST.pack_into(self._map, self._offset + _REQUEST_OFFSET, now, self.request)
 
-    def polling(self, connections: int | None) -> None:
-        """Publish this worker's open connections while it polls the listening socket; None
-        while it does not."""
+    def accepting(self, connections: int | None) -> None:
+        """Publish this worker's open connections while it accepts; None while it does not."""
         _OPEN.pack_into(self._map, self._open_at, 0 if connections is None else connections + 1)
 
     def fewest_open(self) -> int | None:
-        """The fewest open connections among the siblings polling the listening socket, or
-        None when none polls."""
+        """The fewest open connections among the siblings that accept, or None when none
+        does."""
         words = [word for word in self._siblings.unpack_from(self._map) if word]
         return min(words) - 1 if words else None
 

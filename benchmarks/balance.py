@@ -27,7 +27,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from benchmarks.servers import ServerSpec, serving_process
+from benchmarks.servers import ROOT, ServerSpec, serving_process
 from benchmarks.throughput import FAST, LOGS, wrk
 
 SERVERS = {
@@ -57,12 +57,11 @@ def workers_of(leader: int) -> list[int]:
 
 
 def measure(
-    name: str, spec: ServerSpec, cwd: Path | None, args: argparse.Namespace
+    name: str, spec: ServerSpec, cwd: Path, args: argparse.Namespace
 ) -> tuple[float, list[int]]:
     """(requests/s, each worker's open connections halfway through) of one fresh start."""
     log = LOGS / f"balance-{name}.log"
-    kwargs = {"cwd": cwd} if cwd is not None else {}
-    with serving_process(spec, args.workers, log, **kwargs) as (port, proc):
+    with serving_process(spec, args.workers, log, cwd=cwd) as (port, proc):
         time.sleep(0.5)  # every worker polls
         pids = workers_of(proc.pid)
         before = [sockets(pid) for pid in pids]
@@ -92,10 +91,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--before", type=Path, help="also asgisup from this checkout")
     args = parser.parse_args()
-    runs: list[tuple[str, ServerSpec, Path | None]] = [
-        ("asgisup", SERVERS["asgisup"], None),
-        ("uvicorn", SERVERS["uvicorn"], None),
-    ]
+    runs = [("asgisup", SERVERS["asgisup"], ROOT), ("uvicorn", SERVERS["uvicorn"], ROOT)]
     if args.before is not None:
         runs.insert(1, ("before", SERVERS["asgisup"], args.before.resolve()))
     results: dict[str, list[tuple[float, list[int]]]] = {name: [] for name, _, _ in runs}

@@ -97,6 +97,7 @@ def test_a_full_worker_the_queue_and_the_health_path(tmp_path: Path) -> None:
             samples = _metrics(metrics)
             return (
                 _total(samples, "asgisup_worker_load") == 1
+                and _total(samples, "asgisup_worker_connections") == 1  # the held one
                 and _total(samples, "asgisup_accept_queue_length") == 3
             )
 
@@ -184,7 +185,7 @@ def test_render_and_table_of_a_snapshot() -> None:
         index=1, pid=42, generation=2, state="ready", load=1, ceiling=1, accepted=3,
         requests=3, responses=(0, 2, 0, 1, 0), heartbeat_age=0.5, resident_bytes=2**25,
         full_seconds=1.5, latency_buckets=(1, 1) + (0,) * (len(LATENCY_BUCKETS) - 2) + (1,),
-        latency_sum=12.0,
+        latency_sum=12.0, connections=7,
     )  # fmt: skip
     snapshot = Snapshot("m:a", 1, 2, False, 4, 128, [figures], {"crash": 2})
     families = {f.name: f for f in text_string_to_metric_families(render(snapshot))}
@@ -195,6 +196,9 @@ def test_render_and_table_of_a_snapshot() -> None:
     assert snapshot.ready(queue_threshold=4) and not snapshot.ready(queue_threshold=3)
     shown = table(snapshot)
     assert "generation 2, accept queue 4 of 128" in shown and "restarts: crash 2" in shown
+    assert families["asgisup_worker_connections"].samples[0].value == 7
+    header, row = shown.splitlines()[2:4]
+    assert row.split()[header.split().index("conns")] == "7"
 
 
 def test_json_logs_parse_line_by_line() -> None:

@@ -400,12 +400,12 @@ async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> 
         sock.setblocking(False)
         listener = Listener(loop, sock, Admission(0), settings, slot=mine, workers=2)
         listener.start()
-        assert sibling.fewest_open() == 0  # it publishes its connections while it polls
+        assert sibling.fewest_open() == 0  # it publishes its connections while it accepts
         listener.connections.update(held)  # type: ignore[arg-type]
         clients = [socket.create_connection(sock.getsockname())]
         try:
             _wait_depth(sock, 1)
-            sibling.polling(1)  # 6 > 2 * 1 + 2: leave it to the sibling
+            sibling.accepting(1)  # 6 > 2 * 1 + 2: leave it to the sibling
             listener._on_readable()
             assert listener.accepted == 0 and not listener._polling
             # Its siblings still see its connections: one that saw it gone would take all.
@@ -418,16 +418,16 @@ async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> 
             listener._on_readable()  # 7 connections against 1: leave it again
             assert listener.accepted == 1 and not listener._polling
             listener._end_yield()
-            sibling.polling(2)  # the sibling is taking connections: leave it to it still
+            sibling.accepting(2)  # the sibling is taking connections: leave it to it still
             listener._on_readable()
             assert listener.accepted == 1 and not listener._polling
-            sibling.polling(3)  # 7 <= 2 * 3 + 2: balanced enough, take it
+            sibling.accepting(3)  # 7 <= 2 * 3 + 2: balanced enough, take it
             listener._end_yield()
             listener._on_readable()
             assert listener.accepted == 2 and listener._polling
             clients.append(socket.create_connection(sock.getsockname()))
             _wait_depth(sock, 1)
-            sibling.polling(0)
+            sibling.accepting(0)
             listener._on_readable()  # 8 against 0: leave it...
             assert not listener._polling
             for stand_in in held:  # ...until this worker is down to 2 connections
@@ -435,7 +435,7 @@ async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> 
             assert listener._polling and listener._yielded is None
             listener._on_readable()
             assert listener.accepted == 3
-            sibling.polling(None)  # no sibling polls: nothing to leave it to
+            sibling.accepting(None)  # no sibling accepts: nothing to leave it to
             listener.connections.update(held)  # type: ignore[arg-type]
             clients.append(socket.create_connection(sock.getsockname()))
             _wait_depth(sock, 1)
@@ -446,7 +446,7 @@ async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> 
             listener.abort_all()
             listener.drain()
             await listener.wait_closed()
-            assert sibling.fewest_open() is None  # draining: it no longer polls
+            assert sibling.fewest_open() is None  # draining: it no longer accepts
         finally:
             for client in clients:
                 client.close()

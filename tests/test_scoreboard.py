@@ -50,20 +50,20 @@ def test_a_forked_writer_is_seen_by_the_parent() -> None:
     board.close()
 
 
-def test_siblings_see_the_fewest_connections_of_the_workers_that_poll() -> None:
-    """Each worker publishes its open connections while it polls the listening socket; a
+def test_siblings_see_the_fewest_connections_of_the_workers_that_accept() -> None:
+    """Each worker publishes its open connections while it accepts; a
     worker sees the fewest among the others, never its own, and nothing from a free slot."""
     board = Scoreboard(5)
     writers = [board.writer(board.claim(generation=1, ceiling=0)) for _ in range(4)]
-    assert writers[0].fewest_open() is None  # nobody polls yet
-    writers[0].polling(0)
+    assert writers[0].fewest_open() is None  # nobody accepts yet
+    writers[0].accepting(0)
     assert writers[0].fewest_open() is None  # its own word does not count
     assert writers[1].fewest_open() == 0  # a sibling with none: 0, not "nobody"
-    writers[2].polling(7)
-    writers[3].polling(4)
-    writers[0].polling(9)
+    writers[2].accepting(7)
+    writers[3].accepting(4)
+    writers[0].accepting(9)
     assert [w.fewest_open() for w in writers] == [4, 4, 4, 7]
-    writers[3].polling(None)  # stops polling (full, draining)
+    writers[3].accepting(None)  # stops accepting (full, draining)
     assert writers[0].fewest_open() == 7
     writers[3].publish()  # the heartbeat's write leaves the word alone
     assert writers[0].fewest_open() == 7

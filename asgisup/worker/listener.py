@@ -161,7 +161,7 @@ class Listener:
         not count as not accepting (a sibling that saw none would take everything)."""
         if self._balance is not None:
             accepting = self._polling or self._yielded is not None
-            self._balance.polling(len(self.connections) if accepting else None)
+            self._balance.accepting(len(self.connections) if accepting else None)
 
     def _should_yield(self, balance: SlotWriter) -> bool:
         """Whether to leave what waits to the sibling with the fewest connections that
