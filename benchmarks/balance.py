@@ -14,12 +14,20 @@ started), and reports them with the rate:
 /tmp/before HEAD~1``), to measure a change side by side. Servers alternate within each
 round. ``spread`` is the busiest worker's share of the connections over a fair share (1.0:
 even; 2.0 with two workers: one worker holds them all).
+
+``--stalled`` measures instead what the balance must not do: wait for a sibling whose loop
+is blocked. The last worker is stopped (SIGSTOP, as a long synchronous request would block
+its loop), the others take ``--connections`` keep-alive connections, then ``--requests``
+new connections one after another, each with one request (``Connection: close``); it
+reports their latency, connect to the end of the response.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import threading
@@ -27,7 +35,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from benchmarks.servers import ROOT, ServerSpec, serving_process
+from benchmarks.servers import HOST, ROOT, ServerSpec, serving_process
 from benchmarks.throughput import FAST, LOGS, wrk
 
 SERVERS = {
@@ -78,6 +86,67 @@ def measure(
         return rate, counts
 
 
+def _exchange(sock: socket.socket, close: bool) -> None:
+    """One GET /hello on ``sock``, read to the end of the response (of the connection, with
+    ``close``)."""
+    header = b"Connection: close\r\n" if close else b""
+    sock.sendall(b"GET /hello HTTP/1.1\r\nHost: bench\r\n" + header + b"\r\n")
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        data += chunk
+        if not chunk if close else data.endswith(b"Hello, world!"):
+            return
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+
+
+def stalled(name: str, spec: ServerSpec, cwd: Path, args: argparse.Namespace) -> list[float]:
+    """Latencies in ms of ``args.requests`` new connections, one at a time, while the last
+    worker is stopped and the others hold ``args.connections`` keep-alive connections."""
+    log = LOGS / f"balance-stalled-{name}.log"
+    with serving_process(spec, args.workers, log, cwd=cwd) as (port, proc):
+        time.sleep(0.5)  # every worker polls
+        stopped = workers_of(proc.pid)[-1]
+        held: list[socket.socket] = []
+        latencies = []
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            for _ in range(args.connections):
+                held.append(socket.create_connection((HOST, port), timeout=30))
+                _exchange(held[-1], close=False)
+            for _ in range(args.requests):
+                started = time.perf_counter()
+                with socket.create_connection((HOST, port), timeout=30) as sock:
+                    _exchange(sock, close=True)
+                latencies.append((time.perf_counter() - started) * 1000)
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+            for sock in held:
+                sock.close()
+        return latencies
+
+
+def main_stalled(runs: list[tuple[str, ServerSpec, Path]], args: argparse.Namespace) -> None:
+    print(
+        f"{args.workers} workers, the last stopped; {args.connections} keep-alive connections "
+        f"held, then {args.requests} new connections one at a time; {args.rounds} rounds"
+    )
+    results: dict[str, list[list[float]]] = {name: [] for name, _, _ in runs}
+    for round_ in range(args.rounds):
+        order = runs if round_ % 2 == 0 else runs[::-1]
+        for name, spec, cwd in order:
+            latencies = sorted(stalled(name, spec, cwd, args))
+            results[name].append(latencies)
+            print(f"  round {round_ + 1} {name:8} mean {statistics.mean(latencies):.3f} ms")
+    print(f"{'server':8} {'mean ms':>8} {'p50 ms':>7} {'p99 ms':>7}  (medians of the rounds)")
+    for name, rounds in results.items():
+        mean = statistics.median(statistics.mean(lat) for lat in rounds)
+        p50 = statistics.median(lat[len(lat) // 2] for lat in rounds)
+        p99 = statistics.median(lat[int(len(lat) * 0.99)] for lat in rounds)
+        print(f"{name:8} {mean:8.3f} {p50:7.3f} {p99:7.3f}")
+
+
 def spread(counts: list[int]) -> float:
     total = sum(counts)
     return max(counts) * len(counts) / total if total else float("nan")
@@ -90,10 +159,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--before", type=Path, help="also asgisup from this checkout")
+    parser.add_argument("--stalled", action="store_true", help="latency with a worker stopped")
+    parser.add_argument("--requests", type=int, default=400, help="with --stalled")
     args = parser.parse_args()
     runs = [("asgisup", SERVERS["asgisup"], ROOT), ("uvicorn", SERVERS["uvicorn"], ROOT)]
     if args.before is not None:
         runs.insert(1, ("before", SERVERS["asgisup"], args.before.resolve()))
+    if args.stalled:
+        main_stalled(runs, args)
+        return
     results: dict[str, list[tuple[float, list[int]]]] = {name: [] for name, _, _ in runs}
     print(
         f"{args.workers} workers, wrk -t1 -c{args.connections} keep-alive /hello, "

@@ -381,7 +381,8 @@ async def test_the_listener_tracks_app_calls_until_they_return() -> None:
 async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> None:
     """With siblings, a worker woken while it holds more than twice the connections of the
     sibling with the fewest that polls (plus 2) leaves the queue to it for a moment, and
-    takes what waits once that sibling took nothing in that time."""
+    takes what waits once that sibling took nothing in that time; then without pausing
+    again until that sibling's count moves (its loop is blocked, or busy)."""
     import asyncio
 
     from asgisup.protocols.http.settings import HttpSettings
@@ -415,7 +416,8 @@ async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> 
             assert listener.accepted == 1
             clients.append(socket.create_connection(sock.getsockname()))
             _wait_depth(sock, 1)
-            listener._on_readable()  # 7 connections against 1: leave it again
+            sibling.accepting(0)  # it closed one (its loop runs): 7 against 0, leave it again
+            listener._on_readable()
             assert listener.accepted == 1 and not listener._polling
             listener._end_yield()
             sibling.accepting(2)  # the sibling is taking connections: leave it to it still
@@ -441,6 +443,24 @@ async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> 
             _wait_depth(sock, 1)
             listener._on_readable()
             assert listener.accepted == 4
+            sibling.accepting(1)  # 10 against 1: leave it
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            listener._on_readable()
+            assert listener.accepted == 4 and not listener._polling
+            listener._end_yield()
+            listener._on_readable()  # the sibling took nothing meanwhile: take it
+            assert listener.accepted == 5
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            listener._on_readable()  # still 1, its loop blocked: take it, no second pause
+            assert listener.accepted == 6 and listener._polling
+            sibling.accepting(2)  # it took one: its loop runs again, so leave it to it
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            listener._on_readable()
+            assert listener.accepted == 6 and not listener._polling
+            listener._end_yield()
             for stand_in in held:
                 listener.closed(stand_in)  # type: ignore[arg-type]
             listener.abort_all()

@@ -39,8 +39,9 @@ RESOURCE_BACKOFF = 0.1
 # The balance of connections between workers (docs/admission.md): a worker woken while it
 # holds more than BALANCE_FACTOR times the open connections of the sibling with the fewest
 # that accepts, plus BALANCE_SLACK, stops polling for BALANCE_PAUSE seconds, or until it is
-# down to BALANCE_SLACK connections. Woken again with that sibling no fuller, it accepts:
-# the sibling's loop is busy or blocked (it still reads as accepting).
+# down to BALANCE_SLACK connections. Woken again with that sibling no fuller, it accepts,
+# and pauses for it no more until its count moves: the sibling's loop is busy or blocked
+# (it still reads as accepting).
 BALANCE_FACTOR = 2
 BALANCE_SLACK = 2
 BALANCE_PAUSE = 0.002
@@ -95,6 +96,7 @@ class Listener:
         self._balance = slot if workers > 1 else None
         self._yielded: asyncio.TimerHandle | None = None  # leaving the queue to a sibling
         self._yielded_to: int | None = None  # that sibling's connections when it began
+        self._passed_over: int | None = None  # and when it let the pause pass unused
         self._attaching: set[asyncio.Task[None]] = set()
         self._all_closed: asyncio.Future[None] | None = None
         self._service = ServiceTime()
@@ -167,18 +169,22 @@ class Listener:
         """Whether to leave what waits to the sibling with the fewest connections that
         accepts: this worker holds more than BALANCE_FACTOR times as many, plus
         BALANCE_SLACK. Not when it left them already and that sibling took none meanwhile:
-        its loop is busy (or blocked), and what waits is better taken here."""
+        its loop is busy (or blocked), and what waits is better taken here, this time and
+        every time until that sibling's count moves (a pause on every other wake-up would
+        delay connections for as long as its loop is blocked)."""
         mine = len(self.connections)
         if mine <= BALANCE_SLACK:
             return False
         fewest = balance.fewest_open()
         if fewest is None or mine <= BALANCE_FACTOR * fewest + BALANCE_SLACK:
-            self._yielded_to = None
+            self._yielded_to = self._passed_over = None
+            return False
+        if fewest == self._passed_over:
             return False
         if self._yielded_to is not None and fewest <= self._yielded_to:
-            self._yielded_to = None
+            self._yielded_to, self._passed_over = None, fewest
             return False
-        self._yielded_to = fewest
+        self._yielded_to, self._passed_over = fewest, None
         return True
 
     def _end_yield(self) -> None:
