@@ -111,6 +111,19 @@ def _wait_depth(sock: socket.socket, depth: int) -> tuple[int, int]:
         time.sleep(0.01)
 
 
+async def _closed(clients: list[socket.socket], listener: Any) -> None:
+    """Close these clients and wait until the listener has released what they held."""
+    import asyncio
+
+    for client in clients:
+        client.close()
+    for _ in range(1000):  # up to 10 s on a slow machine
+        if not listener.admission.load:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{listener.admission.load} requests still in flight")
+
+
 def test_accept_queue_depth_and_limit() -> None:
     with _listener(backlog=8) as listener:
         clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
@@ -381,8 +394,9 @@ async def test_the_listener_tracks_app_calls_until_they_return() -> None:
 async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> None:
     """With siblings, a worker woken while it holds more than twice the connections of the
     sibling with the fewest that polls (plus 2) leaves the queue to it for a moment, and
-    takes what waits once that sibling took nothing in that time; then without pausing
-    again until that sibling's count moves (its loop is blocked, or busy)."""
+    takes what waits once that sibling took nothing in that time; then, while it has
+    nothing in flight, without pausing again until that sibling's count moves (its loop is
+    blocked, or busy)."""
     import asyncio
 
     from asgisup.protocols.http.settings import HttpSettings
@@ -453,13 +467,30 @@ async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> 
             assert listener.accepted == 5
             clients.append(socket.create_connection(sock.getsockname()))
             _wait_depth(sock, 1)
-            listener._on_readable()  # still 1, its loop blocked: take it, no second pause
-            assert listener.accepted == 6 and listener._polling
+            # Still 1, its loop blocked. With requests in flight here (the accepted
+            # connections count until their first response), pause again: that paces what
+            # this worker takes in a burst.
+            assert listener.admission.load == 5
+            listener._on_readable()
+            assert listener.accepted == 5 and not listener._polling
+            listener._end_yield()
+            listener._on_readable()  # the sibling took nothing meanwhile: take it
+            assert listener.accepted == 6
+            await _closed(clients[:6], listener)  # their clients leave: nothing in flight
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            listener._on_readable()  # still 1: take it at once, no pause for that sibling
+            assert listener.accepted == 7 and listener._polling
+            await _closed(clients[6:7], listener)
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            listener._on_readable()  # the same, as long as its count does not move
+            assert listener.accepted == 8 and listener._polling
             sibling.accepting(2)  # it took one: its loop runs again, so leave it to it
             clients.append(socket.create_connection(sock.getsockname()))
             _wait_depth(sock, 1)
             listener._on_readable()
-            assert listener.accepted == 6 and not listener._polling
+            assert listener.accepted == 8 and not listener._polling
             listener._end_yield()
             for stand_in in held:
                 listener.closed(stand_in)  # type: ignore[arg-type]

@@ -39,9 +39,9 @@ RESOURCE_BACKOFF = 0.1
 # The balance of connections between workers (docs/admission.md): a worker woken while it
 # holds more than BALANCE_FACTOR times the open connections of the sibling with the fewest
 # that accepts, plus BALANCE_SLACK, stops polling for BALANCE_PAUSE seconds, or until it is
-# down to BALANCE_SLACK connections. Woken again with that sibling no fuller, it accepts,
-# and pauses for it no more until its count moves: the sibling's loop is busy or blocked
-# (it still reads as accepting).
+# down to BALANCE_SLACK connections. Woken again with that sibling no fuller, it accepts:
+# the sibling's loop is busy or blocked (it still reads as accepting); and while it has
+# nothing in flight it pauses for that sibling no more until the sibling's count moves.
 BALANCE_FACTOR = 2
 BALANCE_SLACK = 2
 BALANCE_PAUSE = 0.002
@@ -169,9 +169,11 @@ class Listener:
         """Whether to leave what waits to the sibling with the fewest connections that
         accepts: this worker holds more than BALANCE_FACTOR times as many, plus
         BALANCE_SLACK. Not when it left them already and that sibling took none meanwhile:
-        its loop is busy (or blocked), and what waits is better taken here, this time and
-        every time until that sibling's count moves (a pause on every other wake-up would
-        delay connections for as long as its loop is blocked)."""
+        its loop is busy (or blocked), and what waits is better taken here. Nor, until that
+        sibling's count moves, while this worker has nothing in flight: it would serve what
+        waits at once, so a pause would only delay it (every connection, for as long as the
+        sibling's loop is blocked). With requests in flight it pauses again: taking all that
+        waits would queue it behind them, and a pause per wake-up paces what it takes."""
         mine = len(self.connections)
         if mine <= BALANCE_SLACK:
             return False
@@ -179,7 +181,7 @@ class Listener:
         if fewest is None or mine <= BALANCE_FACTOR * fewest + BALANCE_SLACK:
             self._yielded_to = self._passed_over = None
             return False
-        if fewest == self._passed_over:
+        if fewest == self._passed_over and not self.admission.load:
             return False
         if self._yielded_to is not None and fewest <= self._yielded_to:
             self._yielded_to, self._passed_over = None, fewest
