@@ -240,6 +240,8 @@ def test_new_connections_go_to_the_worker_with_far_fewer() -> None:
     """No ceiling, 2 workers. While B is stopped, 24 keep-alive connections all go to A (A
     does not wait for good on a sibling that takes nothing). Once B runs again, A leaves new
     connections to B while it holds more than twice B's plus 2: 8 new ones go to B."""
+    from asgisup.worker.listener import BALANCE_RETRY
+
     with ServerProcess("tests.apps:app", "--workers", "2").start(wait_ready=2) as server:
         a, b = server.ready_pids
         held: list[socket.socket] = []
@@ -251,6 +253,9 @@ def test_new_connections_go_to_the_worker_with_far_fewer() -> None:
                     assert _pid_over(held[-1]) == a
             finally:
                 os.kill(b, signal.SIGCONT)
+            # A took those without pausing for B, whose count did not move; it tries B again
+            # after BALANCE_RETRY (B, running again but taking nothing, would never move it).
+            time.sleep(10 * BALANCE_RETRY)
             pids = []
             for _ in range(8):  # one at a time: each is served before the next connects
                 held.append(socket.create_connection(_address(server), timeout=30))

@@ -394,14 +394,14 @@ async def test_the_listener_tracks_app_calls_until_they_return() -> None:
 async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> None:
     """With siblings, a worker woken while it holds more than twice the connections of the
     sibling with the fewest that polls (plus 2) leaves the queue to it for a moment, and
-    takes what waits once that sibling took nothing in that time; then, while it has
-    nothing in flight, without pausing again until that sibling's count moves (its loop is
-    blocked, or busy)."""
+    takes what waits once that sibling took nothing in that time; once two pauses in a row
+    passed so, and while it has nothing in flight, without pausing again until that
+    sibling's count moves (its loop is blocked, or busy) or BALANCE_RETRY passed."""
     import asyncio
 
     from asgisup.protocols.http.settings import HttpSettings
     from asgisup.scoreboard import Scoreboard
-    from asgisup.worker.listener import Listener
+    from asgisup.worker.listener import BALANCE_RETRY, Listener
 
     async def app(scope: object, receive: object, send: object) -> None:
         raise AssertionError("no request is sent")
@@ -465,18 +465,15 @@ async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> 
             listener._end_yield()
             listener._on_readable()  # the sibling took nothing meanwhile: take it
             assert listener.accepted == 5
+            await _closed(clients[:5], listener)  # their clients leave: nothing in flight
             clients.append(socket.create_connection(sock.getsockname()))
             _wait_depth(sock, 1)
-            # Still 1, its loop blocked. With requests in flight here (the accepted
-            # connections count until their first response), pause again: that paces what
-            # this worker takes in a burst.
-            assert listener.admission.load == 5
-            listener._on_readable()
+            listener._on_readable()  # still 1, but one pause passed is no stall yet: pause
             assert listener.accepted == 5 and not listener._polling
             listener._end_yield()
-            listener._on_readable()  # the sibling took nothing meanwhile: take it
+            listener._on_readable()  # the second in a row passed: its loop is blocked
             assert listener.accepted == 6
-            await _closed(clients[:6], listener)  # their clients leave: nothing in flight
+            await _closed(clients[5:6], listener)
             clients.append(socket.create_connection(sock.getsockname()))
             _wait_depth(sock, 1)
             listener._on_readable()  # still 1: take it at once, no pause for that sibling
@@ -484,13 +481,33 @@ async def test_a_worker_leaves_new_connections_to_a_sibling_with_far_fewer() -> 
             await _closed(clients[6:7], listener)
             clients.append(socket.create_connection(sock.getsockname()))
             _wait_depth(sock, 1)
-            listener._on_readable()  # the same, as long as its count does not move
+            listener._on_readable()  # the same, as long as its count does not move...
             assert listener.accepted == 8 and listener._polling
-            sibling.accepting(2)  # it took one: its loop runs again, so leave it to it
+            await _closed(clients[7:8], listener)
+            listener._passed_at -= BALANCE_RETRY  # ...for BALANCE_RETRY: then try it again
             clients.append(socket.create_connection(sock.getsockname()))
             _wait_depth(sock, 1)
             listener._on_readable()
             assert listener.accepted == 8 and not listener._polling
+            listener._end_yield()
+            listener._on_readable()  # it took nothing meanwhile: take it
+            assert listener.accepted == 9
+            # With a request in flight here (an accepted connection counts until its first
+            # response), pause even for a stalled sibling: that paces what this worker takes
+            # in a burst, where no loop has time to move its count.
+            assert listener.admission.load == 1
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            listener._on_readable()
+            assert listener.accepted == 9 and not listener._polling
+            listener._end_yield()
+            listener._on_readable()
+            assert listener.accepted == 10
+            sibling.accepting(2)  # it took one: its loop runs again, so leave it to it
+            clients.append(socket.create_connection(sock.getsockname()))
+            _wait_depth(sock, 1)
+            listener._on_readable()
+            assert listener.accepted == 10 and not listener._polling
             listener._end_yield()
             for stand_in in held:
                 listener.closed(stand_in)  # type: ignore[arg-type]

@@ -40,11 +40,15 @@ RESOURCE_BACKOFF = 0.1
 # holds more than BALANCE_FACTOR times the open connections of the sibling with the fewest
 # that accepts, plus BALANCE_SLACK, stops polling for BALANCE_PAUSE seconds, or until it is
 # down to BALANCE_SLACK connections. Woken again with that sibling no fuller, it accepts:
-# the sibling's loop is busy or blocked (it still reads as accepting); and while it has
-# nothing in flight it pauses for that sibling no more until the sibling's count moves.
+# the sibling's loop is busy or blocked (it still reads as accepting). Once that sibling let
+# BALANCE_STALLED pauses in a row pass, a worker with nothing in flight pauses for it no
+# more until its count moves, or for BALANCE_RETRY seconds (a sibling that runs again takes
+# nothing while this one takes all at once, so its count would never move).
 BALANCE_FACTOR = 2
 BALANCE_SLACK = 2
 BALANCE_PAUSE = 0.002
+BALANCE_STALLED = 2
+BALANCE_RETRY = 0.1
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -96,7 +100,9 @@ class Listener:
         self._balance = slot if workers > 1 else None
         self._yielded: asyncio.TimerHandle | None = None  # leaving the queue to a sibling
         self._yielded_to: int | None = None  # that sibling's connections when it began
-        self._passed_over: int | None = None  # and when it let the pause pass unused
+        self._passed_over: int | None = None  # and when it let the pause pass unused,
+        self._passes = 0  # how many pauses in a row it let pass at that count,
+        self._passed_at = 0.0  # the loop's time at the last
         self._attaching: set[asyncio.Task[None]] = set()
         self._all_closed: asyncio.Future[None] | None = None
         self._service = ServiceTime()
@@ -169,11 +175,13 @@ class Listener:
         """Whether to leave what waits to the sibling with the fewest connections that
         accepts: this worker holds more than BALANCE_FACTOR times as many, plus
         BALANCE_SLACK. Not when it left them already and that sibling took none meanwhile:
-        its loop is busy (or blocked), and what waits is better taken here. Nor, until that
-        sibling's count moves, while this worker has nothing in flight: it would serve what
-        waits at once, so a pause would only delay it (every connection, for as long as the
-        sibling's loop is blocked). With requests in flight it pauses again: taking all that
-        waits would queue it behind them, and a pause per wake-up paces what it takes."""
+        its loop is busy (or blocked), and what waits is better taken here. Nor, once that
+        sibling let BALANCE_STALLED pauses in a row pass at the same count (its loop is
+        blocked, not just late for one), until its count moves or BALANCE_RETRY passed,
+        while this worker has nothing in flight: it would serve what waits at once, so a
+        pause would only delay it (every connection, for as long as the sibling's loop is
+        blocked). With requests in flight it pauses again: taking all that waits would queue
+        it behind them, and a pause per wake-up paces what it takes."""
         mine = len(self.connections)
         if mine <= BALANCE_SLACK:
             return False
@@ -181,12 +189,19 @@ class Listener:
         if fewest is None or mine <= BALANCE_FACTOR * fewest + BALANCE_SLACK:
             self._yielded_to = self._passed_over = None
             return False
-        if fewest == self._passed_over and not self.admission.load:
+        if (
+            fewest == self._passed_over
+            and self._passes >= BALANCE_STALLED
+            and not self.admission.load
+            and self.loop.time() - self._passed_at < BALANCE_RETRY
+        ):
             return False
         if self._yielded_to is not None and fewest <= self._yielded_to:
+            self._passes = self._passes + 1 if fewest == self._passed_over else 1
             self._yielded_to, self._passed_over = None, fewest
+            self._passed_at = self.loop.time()
             return False
-        self._yielded_to, self._passed_over = fewest, None
+        self._yielded_to = fewest
         return True
 
     def _end_yield(self) -> None:
