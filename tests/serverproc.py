@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import re
@@ -56,6 +57,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {predicate}")
         time.sleep(0.01)
+
+
+async def await_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """``wait_until`` inside a running event loop: poll ``predicate`` (something the loop's
+    own callbacks do, e.g. a connection's release), letting the loop run in between."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        await asyncio.sleep(0.01)
 
 
 class ServerProcess:

@@ -238,8 +238,9 @@ def _pid_over(sock: socket.socket) -> int:
 
 def test_new_connections_go_to_the_worker_with_far_fewer() -> None:
     """No ceiling, 2 workers. While B is stopped, 24 keep-alive connections all go to A (A
-    does not wait for good on a sibling that takes nothing). Once B runs again, A leaves new
-    connections to B while it holds more than twice B's plus 2: 8 new ones go to B."""
+    does not wait for good on a sibling that takes nothing). Once B runs again, and A has
+    tried it again (BALANCE_RETRY), A leaves new connections to B while it holds more than
+    twice B's plus 2: 8 new ones go to B."""
     from asgisup.worker.listener import BALANCE_RETRY
 
     with ServerProcess("tests.apps:app", "--workers", "2").start(wait_ready=2) as server:

@@ -23,6 +23,7 @@ from asgisup.supervisor.policy import (
     recycle_reason,
     request_limit,
 )
+from tests.serverproc import await_until
 from tests.wsframes import frame
 
 
@@ -113,15 +114,9 @@ def _wait_depth(sock: socket.socket, depth: int) -> tuple[int, int]:
 
 async def _closed(clients: list[socket.socket], listener: Any) -> None:
     """Close these clients and wait until the listener has released what they held."""
-    import asyncio
-
     for client in clients:
         client.close()
-    for _ in range(1000):  # up to 10 s on a slow machine
-        if not listener.admission.load:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{listener.admission.load} requests still in flight")
+    await await_until(lambda: not listener.admission.load)
 
 
 def test_accept_queue_depth_and_limit() -> None:
@@ -380,11 +375,7 @@ async def test_the_listener_tracks_app_calls_until_they_return() -> None:
             ws_writer.write(frame(0x8, b"\x03\xe8"))  # the client's close frame, 1000
             assert await ws_reader.read() == b""  # the server closed the connection
             ws_writer.close()
-            for _ in range(1000):  # up to 10 s on a slow machine
-                if not listener.app_tasks:
-                    break
-                await asyncio.sleep(0.01)
-            assert not listener.app_tasks
+            await await_until(lambda: not listener.app_tasks)
         finally:
             writer.close()
             listener.drain()
